@@ -1,0 +1,1 @@
+//! Bench suite and fakes (issue 7). Empty until the call paths exist.

@@ -1,0 +1,7 @@
+//! The Vocalized media plane.
+//!
+//! - [`core`]: sans-IO. Codecs, resamplers, the playout pacer, the stereo recorder, the
+//!   provider and caller wire formats, and the `CallSession` state machine. No sockets, no
+//!   tokio, no clock reads: time is a parameter.
+
+pub mod core;
