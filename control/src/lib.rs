@@ -4,10 +4,12 @@
 //! - [`config`]: the validated configuration.
 //! - [`crypto`]: AES-256-GCM sealing of secrets at rest under the master key.
 //! - [`db`]: the pool, dialect and migrations.
+//! - [`testing`]: fresh migrated databases of either dialect for tests.
 
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod testing;
 
 pub use config::ControlConfig;
 pub use crypto::MasterKey;
