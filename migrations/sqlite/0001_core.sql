@@ -225,7 +225,8 @@ CREATE TABLE voice_agents (
     CONSTRAINT voice_agents_widget_public_key_key UNIQUE (widget_public_key)
 );
 CREATE INDEX idx_agent_workspace ON voice_agents(workspace_id);
-CREATE INDEX idx_agent_phone ON voice_agents(phone_number_id);
+-- A number routes to one agent at most.
+CREATE UNIQUE INDEX idx_agent_phone ON voice_agents(phone_number_id) WHERE phone_number_id IS NOT NULL;
 CREATE INDEX idx_agent_status ON voice_agents(status);
 
 -- Platform settings (seed §1.11). Values are JSON text.

@@ -1,0 +1,357 @@
+//! The OpenAPI document at `/api/openapi.json`, generated from one table of every
+//! endpoint. A test walks the table against the live router, so an endpoint that exists
+//! but is not listed here (or the reverse) fails the build's tests.
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+
+/// Who may call an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    User,
+    Admin,
+}
+
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+}
+
+const fn ep(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        summary,
+        access,
+    }
+}
+
+use Access::{Admin, Public, User};
+
+pub const ENDPOINTS: &[Endpoint] = &[
+    ep("GET", "/healthz", Public, "Liveness"),
+    ep("GET", "/readyz", Public, "Readiness (checks the database)"),
+    ep("GET", "/metrics", Public, "Prometheus metrics"),
+    ep("GET", "/api/openapi.json", Public, "This document"),
+    ep(
+        "POST",
+        "/api/v1/auth/signup",
+        Public,
+        "Create an account; returns tokens",
+    ),
+    ep(
+        "POST",
+        "/api/v1/auth/login",
+        Public,
+        "Log in; returns tokens and workspaces",
+    ),
+    ep("POST", "/api/v1/auth/logout", User, "End this session"),
+    ep(
+        "GET",
+        "/api/v1/auth/me",
+        User,
+        "The signed-in user and their workspaces",
+    ),
+    ep(
+        "POST",
+        "/api/v1/auth/refresh",
+        Public,
+        "Rotate a refresh token for a new pair",
+    ),
+    ep(
+        "POST",
+        "/api/v1/auth/verify-email",
+        Public,
+        "Confirm an email address with its token",
+    ),
+    ep(
+        "POST",
+        "/api/v1/auth/forgot-password",
+        Public,
+        "Email a password reset token",
+    ),
+    ep(
+        "POST",
+        "/api/v1/auth/reset-password",
+        Public,
+        "Set a new password with a reset token",
+    ),
+    ep(
+        "GET",
+        "/api/v1/workspaces",
+        User,
+        "Workspaces the user belongs to",
+    ),
+    ep(
+        "POST",
+        "/api/v1/workspaces",
+        User,
+        "Create a workspace (you become its owner)",
+    ),
+    ep(
+        "GET",
+        "/api/v1/workspaces/{workspace_id}",
+        User,
+        "A workspace, its members and plan",
+    ),
+    ep(
+        "PUT",
+        "/api/v1/workspaces/{workspace_id}",
+        User,
+        "Update a workspace (owner, admin)",
+    ),
+    ep(
+        "DELETE",
+        "/api/v1/workspaces/{workspace_id}",
+        User,
+        "Delete a workspace (owner)",
+    ),
+    ep(
+        "GET",
+        "/api/v1/workspaces/{workspace_id}/members",
+        User,
+        "Members and pending invitations",
+    ),
+    ep(
+        "POST",
+        "/api/v1/workspaces/{workspace_id}/members",
+        User,
+        "Invite someone by email (owner, admin)",
+    ),
+    ep(
+        "PUT",
+        "/api/v1/workspaces/{workspace_id}/members/{user_id}",
+        User,
+        "Change a member's role (owner, admin)",
+    ),
+    ep(
+        "DELETE",
+        "/api/v1/workspaces/{workspace_id}/members/{user_id}",
+        User,
+        "Remove a member, or leave",
+    ),
+    ep(
+        "DELETE",
+        "/api/v1/workspaces/{workspace_id}/invitations/{invitation_id}",
+        User,
+        "Revoke an invitation (owner, admin)",
+    ),
+    ep(
+        "GET",
+        "/api/v1/invitations/{token}",
+        Public,
+        "What an invitation offers",
+    ),
+    ep(
+        "POST",
+        "/api/v1/invitations/{token}/accept",
+        User,
+        "Accept an invitation",
+    ),
+    ep(
+        "GET",
+        "/api/v1/workspaces/{workspace_id}/agents",
+        User,
+        "List agents",
+    ),
+    ep(
+        "POST",
+        "/api/v1/workspaces/{workspace_id}/agents",
+        User,
+        "Create an agent (owner, admin)",
+    ),
+    ep(
+        "GET",
+        "/api/v1/workspaces/{workspace_id}/agents/{agent_id}",
+        User,
+        "An agent with its stats",
+    ),
+    ep(
+        "PUT",
+        "/api/v1/workspaces/{workspace_id}/agents/{agent_id}",
+        User,
+        "Update an agent (owner, admin)",
+    ),
+    ep(
+        "DELETE",
+        "/api/v1/workspaces/{workspace_id}/agents/{agent_id}",
+        User,
+        "Delete an agent (owner, admin)",
+    ),
+    ep(
+        "POST",
+        "/api/v1/workspaces/{workspace_id}/agents/{agent_id}/activate",
+        User,
+        "Put an agent live (owner, admin)",
+    ),
+    ep(
+        "POST",
+        "/api/v1/workspaces/{workspace_id}/agents/{agent_id}/pause",
+        User,
+        "Pause an agent (owner, admin)",
+    ),
+    ep(
+        "POST",
+        "/api/v1/workspaces/{workspace_id}/agents/{agent_id}/widget-key",
+        User,
+        "Rotate the agent's public widget key (owner, admin)",
+    ),
+    ep(
+        "GET",
+        "/api/v1/workspaces/{workspace_id}/phone-numbers",
+        User,
+        "List phone numbers",
+    ),
+    ep(
+        "POST",
+        "/api/v1/workspaces/{workspace_id}/phone-numbers",
+        User,
+        "Register a number you own (owner, admin)",
+    ),
+    ep(
+        "GET",
+        "/api/v1/workspaces/{workspace_id}/phone-numbers/{number_id}",
+        User,
+        "A phone number",
+    ),
+    ep(
+        "PUT",
+        "/api/v1/workspaces/{workspace_id}/phone-numbers/{number_id}",
+        User,
+        "Update a number (owner, admin)",
+    ),
+    ep(
+        "DELETE",
+        "/api/v1/workspaces/{workspace_id}/phone-numbers/{number_id}",
+        User,
+        "Release a number (owner, admin)",
+    ),
+    ep("POST", "/api/v1/admin/auth/login", Public, "Admin log in"),
+    ep("POST", "/api/v1/admin/auth/logout", Admin, "Admin log out"),
+    ep("GET", "/api/v1/admin/auth/me", Admin, "The signed-in admin"),
+    ep(
+        "POST",
+        "/api/v1/admin/auth/refresh",
+        Public,
+        "Rotate an admin refresh token",
+    ),
+    ep(
+        "GET",
+        "/api/v1/admin/workspaces",
+        Admin,
+        "All workspaces (support+)",
+    ),
+    ep(
+        "GET",
+        "/api/v1/admin/workspaces/{workspace_id}",
+        Admin,
+        "A workspace in full (support+)",
+    ),
+    ep(
+        "PUT",
+        "/api/v1/admin/workspaces/{workspace_id}",
+        Admin,
+        "Change name, status, tier or the calling switch (admin+)",
+    ),
+    ep(
+        "POST",
+        "/api/v1/admin/workspaces/{workspace_id}/suspend",
+        Admin,
+        "Suspend a workspace (admin+)",
+    ),
+    ep(
+        "POST",
+        "/api/v1/admin/workspaces/{workspace_id}/activate",
+        Admin,
+        "Reactivate a workspace (admin+)",
+    ),
+    ep(
+        "GET",
+        "/api/v1/admin/config/settings",
+        Admin,
+        "Platform settings (support+)",
+    ),
+    ep(
+        "PUT",
+        "/api/v1/admin/config/settings",
+        Admin,
+        "Change platform settings (super_admin)",
+    ),
+    ep(
+        "GET",
+        "/api/v1/admin/logs/activity",
+        Admin,
+        "The admin audit trail (admin+)",
+    ),
+];
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for e in ENDPOINTS {
+        let params: Vec<Value> = e
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let mut op = json!({
+            "summary": e.summary,
+            "parameters": params,
+            "responses": {
+                "200": { "description": "Success" },
+                "400": { "$ref": "#/components/responses/Error" },
+                "401": { "$ref": "#/components/responses/Error" },
+                "403": { "$ref": "#/components/responses/Error" },
+                "404": { "$ref": "#/components/responses/Error" },
+                "422": { "$ref": "#/components/responses/Error" },
+            },
+        });
+        if e.access != Access::Public {
+            op["security"] = json!([{ "bearer": [] }]);
+            op["tags"] = json!([if e.access == Access::Admin {
+                "admin"
+            } else {
+                "client"
+            }]);
+        }
+        paths
+            .entry(e.path)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("path item is an object")
+            .insert(e.method.to_lowercase(), op);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Vocalized API", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
+            "responses": { "Error": {
+                "description": "An error: {\"error\":{\"code\",\"message\",\"details\"}}",
+                "content": { "application/json": { "schema": {
+                    "type": "object",
+                    "properties": { "error": { "type": "object", "properties": {
+                        "code": { "type": "string" }, "message": { "type": "string" }, "details": {}
+                    }}}
+                }}}
+            }},
+        },
+    })
+}
+
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route(
+        "/api/openapi.json",
+        get(|| async { axum::Json(document()) }),
+    )
+}

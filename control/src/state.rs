@@ -1,0 +1,29 @@
+//! The shared, cheaply cloneable handle every handler receives.
+
+use crate::auth::tokens::TokenKeys;
+use crate::config::ControlConfig;
+use crate::db::Db;
+use crate::http::ratelimit::RateLimiter;
+use crate::metrics::Metrics;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<ControlConfig>,
+    pub keys: TokenKeys,
+    pub limiter: Arc<RateLimiter>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(db: Db, config: ControlConfig) -> Self {
+        Self {
+            keys: TokenKeys::derive(&config.master_key),
+            limiter: Arc::new(RateLimiter::new(config.rate_limits.clone())),
+            metrics: Arc::new(Metrics::default()),
+            db,
+            config: Arc::new(config),
+        }
+    }
+}
