@@ -70,6 +70,10 @@ pub enum CallEventKind {
         start_ms: u64,
         end_ms: u64,
         confidence: Option<f64>,
+        /// The caller barged in: the agent's turn was cut off at `end_ms`, so the caller
+        /// heard only part of `text` (providers report the full generated text).
+        #[serde(default, skip_serializing_if = "is_false")]
+        truncated: bool,
     },
     ToolCall {
         name: String,
@@ -96,6 +100,10 @@ pub enum CallEventKind {
     Ended(EndReason),
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// One event of one call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CallEvent {
@@ -105,4 +113,40 @@ pub struct CallEvent {
     pub at_ms: u64,
     #[serde(flatten)]
     pub kind: CallEventKind,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_flatten_their_kind_and_omit_an_untruncated_flag() {
+        let event = CallEvent {
+            seq: 3,
+            at_ms: 1200,
+            kind: CallEventKind::Transcript {
+                role: Role::Assistant,
+                text: "Hello".into(),
+                start_ms: 100,
+                end_ms: 900,
+                confidence: None,
+                truncated: false,
+            },
+        };
+        let v = serde_json::to_value(&event).unwrap();
+        assert_eq!(v["type"], "transcript");
+        assert_eq!(v["seq"], 3);
+        assert!(v.get("truncated").is_none());
+        let back: CallEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, event);
+
+        let ended = serde_json::to_value(CallEvent {
+            seq: 4,
+            at_ms: 2000,
+            kind: CallEventKind::Ended(EndReason::SilenceTimeout),
+        })
+        .unwrap();
+        assert_eq!(ended["type"], "ended");
+        assert_eq!(ended["reason"], "silence_timeout");
+    }
 }
