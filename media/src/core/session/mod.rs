@@ -795,13 +795,10 @@ impl CallSession {
         if self.state != CallState::Active {
             return;
         }
-        let was_playing = self.ledger.is_playing();
         self.ledger.advance(now);
-        if was_playing {
-            // A mark (or the playout clock) may have finished an item whose transcript
-            // is waiting.
-            self.release_transcripts(false, now);
-        }
+        // A mark (or the playout clock) may have finished an item whose transcript is
+        // waiting; a no-op when none is.
+        self.release_transcripts(false, now);
         while self.state == CallState::Active {
             let Some(clock) = &mut self.clock else {
                 return;
