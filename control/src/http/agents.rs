@@ -260,7 +260,9 @@ async fn create(
     member.require(WorkspaceRole::Admin)?;
     let mut problems = Problems::default();
     let name = problems.required("name", &body.name).to_owned();
-    check_name(&mut problems, &name);
+    if !name.is_empty() {
+        check_name(&mut problems, &name);
+    }
     let provider = body
         .voice_provider
         .clone()
