@@ -9,9 +9,11 @@
 //! - [`audio`]: the audio formats callers and providers speak.
 //! - [`plan`]: the `CallPlan` the media plane receives at call start.
 //! - [`events`]: the `CallEvent`s the media plane emits for the control plane.
+//! - [`link`]: the `ControlLink` trait, the one door between the planes.
 
 pub mod audio;
 pub mod call_settings;
 pub mod events;
 pub mod ids;
+pub mod link;
 pub mod plan;
