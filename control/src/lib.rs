@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod settings;
 pub mod state;
 pub mod testing;
+pub mod twilio;
 pub mod util;
 
 pub use config::ControlConfig;
