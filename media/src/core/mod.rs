@@ -1,2 +1,7 @@
 //! Sans-IO media core: every audio and call-control decision, testable without a socket
 //! or a clock.
+
+// DSP (codecs, resampling, pacing, recording).
+pub mod g711;
+pub mod pcm;
+pub mod resample;
