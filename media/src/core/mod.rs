@@ -5,3 +5,7 @@
 pub mod g711;
 pub mod pcm;
 pub mod resample;
+
+// The call: wire formats and the CallSession state machine.
+pub mod session;
+pub mod wire;
