@@ -335,7 +335,9 @@ CREATE TABLE call_events (
     CONSTRAINT call_events_call_seq_key UNIQUE (call_id, seq),
     CONSTRAINT call_events_seq_check CHECK (seq >= 0)
 );
-CREATE INDEX idx_call_events_timestamp ON call_events(timestamp);
+-- Leads with workspace_id so the workspace_id foreign key's cascade (and a workspace's
+-- event feed) doesn't scan the platform's largest table.
+CREATE INDEX idx_call_events_workspace_timestamp ON call_events(workspace_id, timestamp);
 
 -- One row per spoken turn (call-feature §7). Times are milliseconds from answer. seq is
 -- the sequence number of the event that carried the turn, so replays are idempotent.
@@ -366,6 +368,7 @@ CREATE TABLE call_transcripts (
 );
 CREATE INDEX idx_call_transcripts_call_start ON call_transcripts(call_id, start_ms);
 CREATE INDEX idx_call_transcripts_call_role ON call_transcripts(call_id, role);
+CREATE INDEX idx_call_transcripts_workspace_created ON call_transcripts(workspace_id, created_at);
 
 -- One-time tokens that admit a Twilio Media Stream to a call (stored hashed). used_at is
 -- set on first use; a second connection with the same token is refused.
