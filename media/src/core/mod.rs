@@ -3,6 +3,10 @@
 
 // DSP (codecs, resampling, pacing, recording).
 pub mod g711;
-pub mod opus;
 pub mod pcm;
+pub mod opus;
 pub mod resample;
+
+// The call: wire formats and the CallSession state machine.
+pub mod session;
+pub mod wire;
