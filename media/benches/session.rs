@@ -127,6 +127,12 @@ fn session_frames(c: &mut Criterion) {
         b.iter(|| black_box(transcode.frame()))
     });
     group.finish();
+    // The frames measured real work: the calls are live and every mark was heard.
+    for call in [&passthrough, &transcode] {
+        assert!(!call.session.is_ended());
+        assert_eq!(call.session.counters().rejected_inputs(), 0);
+        assert_eq!(call.session.counters().marks_acked, call.frame as u64);
+    }
 }
 
 criterion_group!(benches, session_frames);

@@ -198,3 +198,17 @@ fn a_fatal_provider_error_ends_the_call_and_a_recoverable_one_does_not() {
         }))
     );
 }
+
+#[test]
+fn dtmf_is_an_event_and_counts_as_caller_activity() {
+    let mut h = Harness::twilio_passthrough(&settings());
+    h.start();
+    h.advance_to(29_000);
+    let step = h.twilio_json(
+        r#"{"event":"dtmf","streamSid":"MZ1","sequenceNumber":"5","dtmf":{"track":"inbound_track","digit":"7"}}"#,
+    );
+    assert_eq!(kinds(&step), [CallEventKind::Dtmf { digit: "7".into() }]);
+    assert_eq!(events(&step)[0].at_ms, 29_000);
+    assert!(h.advance_to(58_999).is_empty());
+    assert_eq!(says(&h.advance_to(59_000)), [SILENCE_PROMPT]);
+}

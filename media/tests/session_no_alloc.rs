@@ -113,7 +113,7 @@ fn allocations_per_steady_state(
     };
 
     let mut counted = 0;
-    for frame in 0..frames {
+    for (frame, mark) in marks.iter().enumerate() {
         if frame == WARM_UP_FRAMES {
             ALLOCATIONS.store(0, Ordering::Relaxed);
             COUNTING.with(|c| c.set(true));
@@ -134,10 +134,7 @@ fn allocations_per_steady_state(
         );
         drain(&mut session, &mut json);
         if source == CallSource::Twilio {
-            session.handle_input(
-                Input::Twilio(&marks[frame]),
-                now + Duration::from_millis(20),
-            );
+            session.handle_input(Input::Twilio(mark), now + Duration::from_millis(20));
             drain(&mut session, &mut json);
         }
         if frame == frames - 1 {

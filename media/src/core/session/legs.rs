@@ -75,7 +75,7 @@ impl Leg {
         self.from == self.to
     }
 
-    pub fn from_format(&self) -> AudioFormat {
+    pub fn input_format(&self) -> AudioFormat {
         self.from
     }
 

@@ -309,10 +309,10 @@ impl PlayoutLedger {
 
     /// Holds a final assistant transcript until its item has played out.
     pub fn hold_transcript(&mut self, key: ItemKey, text: String) {
-        if let Some(item) = self.item_mut(key) {
-            if item.held_transcript.replace(text).is_none() {
-                self.held_transcripts += 1;
-            }
+        if let Some(item) = self.item_mut(key)
+            && item.held_transcript.replace(text).is_none()
+        {
+            self.held_transcripts += 1;
         }
     }
 

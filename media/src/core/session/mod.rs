@@ -42,7 +42,7 @@ use tracing::debug;
 use vocalized_shared::audio::AudioFormat;
 use vocalized_shared::call_settings::CallSettings;
 use vocalized_shared::events::{CallEvent, CallEventKind, EndReason, Role};
-use vocalized_shared::plan::CallSource;
+use vocalized_shared::plan::{CallPlan, CallSource};
 
 /// Longest caller frame accepted in one piece. Twilio sends about 20 ms; a whole second
 /// in one frame means a broken peer, and forwarding it would stall the provider.
@@ -95,6 +95,23 @@ impl SessionConfig {
             transcription_enabled: settings.transcription_enabled,
             cancel_response_on_barge_in: false,
         }
+    }
+
+    /// A config for a call plan's first provider, speaking the given formats (the
+    /// provider adapter picks them: `audio/pcmu` for OpenAI on Twilio, etc.).
+    pub fn for_plan(
+        plan: &CallPlan,
+        provider_input: AudioFormat,
+        provider_output: AudioFormat,
+    ) -> Self {
+        let provider = plan.providers.first().map_or("none", |p| p.kind.as_str());
+        Self::new(
+            plan.source,
+            provider,
+            provider_input,
+            provider_output,
+            &plan.settings,
+        )
     }
 
     /// The caller leg's audio format: Twilio µ-law 8 kHz, or WebRTC PCM16 48 kHz.
@@ -433,7 +450,7 @@ impl CallSession {
     /// The caller frame is decoded in `inbound` and converted into `provider_bytes`
     /// from `start`: feed the energy gate and queue it for the provider.
     fn forward_caller_audio(&mut self, start: usize, now: Instant) {
-        let rate = self.inbound.from_format().sample_rate_hz();
+        let rate = self.inbound.input_format().sample_rate_hz();
         if self.gate.feed(self.inbound.decoded(), rate) {
             self.caller_active(now);
         }
