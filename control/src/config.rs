@@ -2,6 +2,24 @@
 
 use crate::crypto::MasterKey;
 use crate::http::ratelimit::RateLimits;
+use vocalized_shared::plan::Secret;
+
+/// The platform's own Twilio account (`VOCALIZED_TWILIO_ACCOUNT_SID`/`_AUTH_TOKEN`).
+#[derive(Clone, Debug)]
+pub struct TwilioAccount {
+    pub account_sid: String,
+    pub auth_token: Secret,
+}
+
+/// Where a provider is reached and with which platform key, from the environment. The
+/// admin provider config (`platform_provider_configs`) overrides both when set.
+#[derive(Clone, Debug)]
+pub struct ProviderEndpoint {
+    pub url: String,
+    pub api_key: Option<Secret>,
+}
+
+pub const OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
 
 /// Everything the control plane needs to start.
 #[derive(Clone, Debug)]
@@ -16,6 +34,8 @@ pub struct ControlConfig {
     pub rate_limits: RateLimits,
     /// Trust the first `X-Forwarded-For` address as the client's (only behind a proxy you run).
     pub trust_forwarded_for: bool,
+    pub twilio: Option<TwilioAccount>,
+    pub openai: ProviderEndpoint,
 }
 
 impl ControlConfig {
@@ -27,6 +47,20 @@ impl ControlConfig {
             master_key,
             rate_limits: RateLimits::default(),
             trust_forwarded_for: false,
+            twilio: None,
+            openai: ProviderEndpoint {
+                url: OPENAI_REALTIME_URL.into(),
+                api_key: None,
+            },
         }
+    }
+
+    /// The Media Streams WebSocket URL Twilio is told to open: the public URL as `wss`.
+    pub fn twilio_stream_url(&self) -> String {
+        let base = self
+            .public_url
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
+        format!("{base}/media/twilio")
     }
 }

@@ -5,6 +5,8 @@
 //! - [`crypto`]: AES-256-GCM sealing of secrets at rest under the master key.
 //! - [`db`]: the pool, dialect and migrations.
 //! - [`auth`]: passwords, access tokens, refresh-token sessions.
+//! - [`calls`]: admission, stream tokens and plans, applying call events, pricing.
+//! - [`twilio`]: webhook signatures and TwiML.
 //! - [`http`]: the REST API, one module per resource; errors, extractors, rate limits.
 //! - [`settings`], [`audit`], [`email`], [`metrics`]: platform settings, the admin audit
 //!   trail, the email outbox, Prometheus metrics.
@@ -12,6 +14,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -1,10 +1,12 @@
 //! The shared, cheaply cloneable handle every handler receives.
 
 use crate::auth::tokens::TokenKeys;
+use crate::calls::link::LiveCall;
 use crate::config::ControlConfig;
 use crate::db::Db;
 use crate::http::ratelimit::RateLimiter;
 use crate::metrics::Metrics;
+use dashmap::DashMap;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -14,6 +16,8 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub limiter: Arc<RateLimiter>,
     pub metrics: Arc<Metrics>,
+    /// Calls in progress on this node, by call id.
+    pub live: Arc<DashMap<String, Arc<LiveCall>>>,
 }
 
 impl AppState {
@@ -22,6 +26,7 @@ impl AppState {
             keys: TokenKeys::derive(&config.master_key),
             limiter: Arc::new(RateLimiter::new(config.rate_limits.clone())),
             metrics: Arc::new(Metrics::default()),
+            live: Arc::new(DashMap::new()),
             db,
             config: Arc::new(config),
         }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_auth;
 pub mod agents;
 pub mod auth;
+pub mod calls;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -13,6 +14,7 @@ pub mod members;
 pub mod openapi;
 pub mod phone_numbers;
 pub mod ratelimit;
+pub mod twilio_webhooks;
 pub mod workspaces;
 
 use crate::metrics::HttpLabels;
@@ -34,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .merge(members::router())
         .merge(agents::router())
         .merge(phone_numbers::router())
+        .merge(calls::router())
+        .merge(twilio_webhooks::router())
         .merge(admin_auth::router())
         .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("route") })

@@ -1,0 +1,284 @@
+//! Applies call events from the media plane to the database, idempotently: each event is
+//! recorded once under UNIQUE(call_id, seq), and its side effects (status, transcript,
+//! priced usage, final cost) happen in the same transaction, so a replayed event — the bus
+//! delivers at least once — changes nothing.
+
+use super::pricing::{ModelPrices, price, with_markup};
+use crate::db::Db;
+use crate::settings;
+use crate::util::{new_id, now_ms};
+use sqlx::AnyConnection;
+use vocalized_shared::events::{CallEvent, CallEventKind, EndReason, Role, Usage};
+
+/// What applying one event did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    New,
+    Duplicate,
+    UnknownCall,
+}
+
+fn event_type(kind: &CallEventKind) -> &'static str {
+    match kind {
+        CallEventKind::Answered => "answered",
+        CallEventKind::ProviderConnected { .. } => "provider_connected",
+        CallEventKind::ProviderAudioStarted { .. } => "provider_audio_started",
+        CallEventKind::BargeIn { .. } => "barge_in",
+        CallEventKind::Dtmf { .. } => "dtmf",
+        CallEventKind::Transcript { .. } => "transcript",
+        CallEventKind::ToolCall { .. } => "tool_call",
+        CallEventKind::Usage { .. } => "usage",
+        CallEventKind::Failover { .. } => "failover",
+        CallEventKind::Warning { .. } => "warning",
+        CallEventKind::Error { .. } => "error",
+        CallEventKind::Ended(_) => "ended",
+    }
+}
+
+fn end_reason_code(reason: &EndReason) -> &str {
+    match reason {
+        EndReason::CallerHangup => "caller_hangup",
+        EndReason::EndCallPhrase => "end_call_phrase",
+        EndReason::AgentEndedCall => "agent_ended_call",
+        EndReason::MaxDuration => "max_duration",
+        EndReason::SilenceTimeout => "silence_timeout",
+        EndReason::UsageLimit => "usage_limit",
+        EndReason::ProviderError { .. } => "provider_error",
+    }
+}
+
+pub async fn apply(db: &Db, call_id: &str, event: &CallEvent) -> Result<Applied, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    let call: Option<(String, Option<i64>, i64)> =
+        sqlx::query_as("SELECT workspace_id, answered_at, started_at FROM calls WHERE id = $1")
+            .bind(call_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((workspace_id, answered_at, started_at)) = call else {
+        return Ok(Applied::UnknownCall);
+    };
+    let now = now_ms();
+    let data = serde_json::to_value(&event.kind).unwrap_or_default();
+    let inserted = sqlx::query(
+        "INSERT INTO call_events (id, workspace_id, call_id, seq, event_type, event_data, at_ms, timestamp)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (call_id, seq) DO NOTHING",
+    )
+    .bind(new_id("cev"))
+    .bind(&workspace_id)
+    .bind(call_id)
+    .bind(event.seq as i64)
+    .bind(event_type(&event.kind))
+    .bind(data.to_string())
+    .bind(event.at_ms as i64)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Applied::Duplicate);
+    }
+    match &event.kind {
+        CallEventKind::Answered => {
+            sqlx::query(
+                "UPDATE calls SET status = 'in-progress', answered_at = COALESCE(answered_at, $1), updated_at = $1
+                 WHERE id = $2 AND status IN ('queued', 'ringing', 'in-progress')",
+            )
+            .bind(now)
+            .bind(call_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        CallEventKind::Transcript {
+            role,
+            text,
+            start_ms,
+            end_ms,
+            confidence,
+            truncated,
+        } if !text.trim().is_empty() => {
+            let role = match role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::System => "system",
+            };
+            let end_ms = (*end_ms).max(*start_ms);
+            sqlx::query(
+                "INSERT INTO call_transcripts (id, workspace_id, call_id, seq, role, content, start_ms, end_ms,
+                                               duration_ms, confidence, truncated, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(new_id("trn"))
+            .bind(&workspace_id)
+            .bind(call_id)
+            .bind(event.seq as i64)
+            .bind(role)
+            .bind(text)
+            .bind(*start_ms as i64)
+            .bind(end_ms as i64)
+            .bind((end_ms - start_ms) as i64)
+            .bind(confidence.map(|c| c.clamp(0.0, 1.0)))
+            .bind(i64::from(*truncated))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        CallEventKind::Usage {
+            provider,
+            model,
+            usage,
+        } => {
+            record_usage(
+                &mut tx,
+                db,
+                &workspace_id,
+                call_id,
+                event.seq,
+                provider,
+                model,
+                usage,
+            )
+            .await?;
+        }
+        CallEventKind::Ended(reason) => {
+            let (status, error_code) = match reason {
+                EndReason::ProviderError { code } => ("failed", Some(code.as_str())),
+                _ => ("completed", None),
+            };
+            let from = answered_at.unwrap_or(started_at);
+            let duration_s = ((now - from).max(0) + 500) / 1000;
+            sqlx::query(
+                "UPDATE calls SET status = $1, error_code = COALESCE($2, error_code), end_reason = $3,
+                        ended_at = $4, duration_seconds = COALESCE(duration_seconds, $5), updated_at = $4
+                 WHERE id = $6 AND status IN ('queued', 'ringing', 'in-progress')",
+            )
+            .bind(status)
+            .bind(error_code)
+            .bind(end_reason_code(reason))
+            .bind(now)
+            .bind(duration_s)
+            .bind(call_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        _ => {}
+    }
+    tx.commit().await?;
+    Ok(Applied::New)
+}
+
+async fn model_prices(
+    conn: &mut AnyConnection,
+    provider: &str,
+    model: &str,
+) -> Result<Option<ModelPrices>, sqlx::Error> {
+    let row: Option<(i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT text_input_per_mtok_micros, text_output_per_mtok_micros, audio_input_per_mtok_micros,
+                audio_output_per_mtok_micros, cached_text_input_per_mtok_micros, cached_audio_input_per_mtok_micros,
+                audio_input_per_minute_micros, audio_output_per_minute_micros
+         FROM realtime_models WHERE provider = $1 AND model_name = $2",
+    )
+    .bind(provider)
+    .bind(model)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| ModelPrices {
+        text_input_per_mtok: r.0,
+        text_output_per_mtok: r.1,
+        audio_input_per_mtok: r.2,
+        audio_output_per_mtok: r.3,
+        cached_text_input_per_mtok: r.4,
+        cached_audio_input_per_mtok: r.5,
+        audio_input_per_minute: r.6,
+        audio_output_per_minute: r.7,
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_usage(
+    conn: &mut AnyConnection,
+    db: &Db,
+    workspace_id: &str,
+    call_id: &str,
+    seq: u64,
+    provider: &str,
+    model: &str,
+    usage: &Usage,
+) -> Result<(), sqlx::Error> {
+    let Some(prices) = model_prices(conn, provider, model).await? else {
+        // Usage of a model we have no price for is still recorded, at zero cost, so an
+        // admin can see it and add the price.
+        tracing::warn!(
+            provider,
+            model,
+            "no catalogue price for this model; recording usage at zero cost"
+        );
+        let lines = price(usage, &ModelPrices::default());
+        return insert_lines(conn, workspace_id, call_id, seq, provider, model, &lines, 0).await;
+    };
+    let markup_bps = settings::get(db, "pricing_markup_bps")
+        .await?
+        .and_then(|v| v.as_i64())
+        .unwrap_or(2000);
+    let lines = price(usage, &prices);
+    insert_lines(
+        conn,
+        workspace_id,
+        call_id,
+        seq,
+        provider,
+        model,
+        &lines,
+        markup_bps,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_lines(
+    conn: &mut AnyConnection,
+    workspace_id: &str,
+    call_id: &str,
+    seq: u64,
+    provider: &str,
+    model: &str,
+    lines: &[super::pricing::Line],
+    markup_bps: i64,
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    let mut call_total = 0i64;
+    for line in lines {
+        let final_cost = with_markup(line.total_cost_micros, markup_bps);
+        call_total += final_cost;
+        sqlx::query(
+            "INSERT INTO usage_records (id, workspace_id, call_id, resource_type, provider, model_id, quantity, unit,
+                                        unit_cost_micros, unit_cost_per, total_cost_micros, markup_bps,
+                                        final_cost_micros, idempotency_key, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(new_id("use"))
+        .bind(workspace_id)
+        .bind(call_id)
+        .bind(line.resource_type)
+        .bind(provider)
+        .bind(model)
+        .bind(line.quantity)
+        .bind(line.unit)
+        .bind(line.unit_cost_micros)
+        .bind(line.per)
+        .bind(line.total_cost_micros)
+        .bind(markup_bps as i32)
+        .bind(final_cost)
+        .bind(format!("{call_id}:{seq}:{}", line.resource_type))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("UPDATE calls SET cost_total_micros = cost_total_micros + $1, updated_at = $2 WHERE id = $3")
+        .bind(call_total)
+        .bind(now)
+        .bind(call_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
