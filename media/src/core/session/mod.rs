@@ -7,12 +7,39 @@
 //! sleeps until [`CallSession::poll_timeout`]. Every decision lives here, so a barge-in
 //! or a silence timeout is a unit test with a scripted clock.
 //!
-//! - [`legs`]: audio conversion per direction (pass-through or decode/resample/encode).
-//! - [`marks`]: what the caller has heard, from Twilio marks or a WebRTC playout clock.
-//! - [`limits`]: max duration, silence, end-call phrases.
-//! - [`provider`]: the provider-neutral events and commands adapters translate.
-//! - [`output`]: what `poll_output` returns.
-//! - [`counters`]: bad and unexpected input, counted.
+//! The driver's loop, in outline (the real one `select!`s over sockets and a timer):
+//!
+//! ```no_run
+//! # use std::time::Instant;
+//! # use vocalized_media::core::session::*;
+//! # use vocalized_media::core::wire::twilio;
+//! # fn send_text(_: &str) {}
+//! # fn drive(session: &mut CallSession, frame: &str) {
+//! let message = twilio::Inbound::parse(frame).expect("count and skip bad frames");
+//! session.handle_input(Input::Twilio(&message), Instant::now());
+//! let mut text = String::new(); // reused across frames
+//! while let Some(output) = session.poll_output() {
+//!     match output {
+//!         Output::Caller(CallerOutput::Twilio(out)) => {
+//!             text.clear();
+//!             out.write_json(&mut text);
+//!             send_text(&text);
+//!         }
+//!         Output::Caller(_) => { /* WebRTC pacer, hang-up */ }
+//!         Output::Provider(_command) => { /* the provider adapter encodes it */ }
+//!         Output::Event(_event) => { /* bounded channel to the control plane */ }
+//!     }
+//! }
+//! let _sleep_until = session.poll_timeout(); // then feed Input::Timeout
+//! # }
+//! ```
+//!
+//! - `legs`: audio conversion per direction (pass-through or decode/resample/encode).
+//! - `marks`: what the caller has heard, from Twilio marks or a WebRTC playout clock.
+//! - `limits`: max duration, silence, end-call phrases.
+//! - `provider`: the provider-neutral events and commands adapters translate.
+//! - `output`: what `poll_output` returns.
+//! - `counters`: bad and unexpected input, counted.
 
 mod counters;
 mod legs;
