@@ -6,6 +6,7 @@ pub mod g711;
 pub mod pcm;
 pub mod opus;
 pub mod resample;
+pub mod pacer;
 
 // The call: wire formats and the CallSession state machine.
 pub mod session;
