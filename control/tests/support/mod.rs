@@ -12,6 +12,9 @@ use vocalized_control::http::ratelimit::RateLimits;
 use vocalized_control::testing::TestDb;
 use vocalized_control::{AppState, ControlConfig, MasterKey};
 
+pub const TWILIO_ACCOUNT_SID: &str = "ACplatform0000000000000000000000";
+pub const TWILIO_AUTH_TOKEN: &str = "platform-twilio-auth-token";
+
 pub struct TestApp {
     pub state: AppState,
     pub router: axum::Router,
@@ -54,6 +57,12 @@ impl TestApp {
             MasterKey::generate(),
         );
         config.rate_limits = limits;
+        config.twilio = Some(vocalized_control::config::TwilioAccount {
+            account_sid: TWILIO_ACCOUNT_SID.into(),
+            auth_token: vocalized_shared::plan::Secret(TWILIO_AUTH_TOKEN.into()),
+        });
+        config.openai.url = "ws://127.0.0.1:9/openai-fake".into();
+        config.openai.api_key = Some(vocalized_shared::plan::Secret("sk-test-platform".into()));
         let state = AppState::new(db.db.clone(), config);
         let router = vocalized_control::router(state.clone());
         Some(Self {
@@ -166,6 +175,44 @@ impl TestApp {
             .await
             .unwrap();
         n
+    }
+}
+
+impl TestApp {
+    /// POSTs a Twilio webhook form, signed with `auth_token` (or unsigned if `None`).
+    pub async fn twilio(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        auth_token: Option<&str>,
+    ) -> (StatusCode, String) {
+        let owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(owned.iter())
+            .finish();
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(token) = auth_token {
+            let url = format!("https://gw.example.com{path}");
+            req = req.header(
+                "x-twilio-signature",
+                vocalized_control::twilio::signature::compute(&url, &owned, token),
+            );
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 

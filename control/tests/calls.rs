@@ -1,0 +1,488 @@
+//! The control plane's side of a phone call: the signed voice webhook (admission,
+//! refusals, TwiML), redeeming the one-time stream token for a plan, applying the media
+//! plane's events (idempotently), pricing, the status callback and the calls read API.
+
+mod support;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use support::{TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TestApp};
+use vocalized_control::calls::link::InProcessLink;
+use vocalized_shared::events::{CallEvent, CallEventKind, EndReason, Role, Usage};
+use vocalized_shared::link::{ControlLink, PlanError};
+
+const NUMBER: &str = "+14155550100";
+
+/// A workspace with a live agent on NUMBER; returns (owner token, workspace id, agent id).
+async fn live_agent(app: &TestApp) -> (String, String, String) {
+    let (token, _, _) = app.signup("owner@salon.example").await;
+    let ws = app.workspace(&token, "Salon").await;
+    let n = app
+        .post(
+            &format!("/api/v1/workspaces/{ws}/phone-numbers"),
+            Some(&token),
+            json!({ "phone_number": NUMBER }),
+        )
+        .await;
+    let number_id = n.body["phone_number"]["id"].as_str().unwrap().to_owned();
+    let a = app
+        .post(
+            &format!("/api/v1/workspaces/{ws}/agents"),
+            Some(&token),
+            json!({ "name": "Front desk", "phone_number_id": number_id,
+                    "config": { "instructions": "Be brief.", "call": { "maxCallDuration": 300 } } }),
+        )
+        .await;
+    let agent_id = a.body["agent"]["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/api/v1/workspaces/{ws}/agents/{agent_id}/activate"),
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    (token, ws, agent_id)
+}
+
+fn voice_params(call_sid: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AccountSid", TWILIO_ACCOUNT_SID),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", call_sid),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+12349013030"),
+        ("To", NUMBER),
+    ]
+}
+
+fn stream_token(twiml: &str) -> String {
+    let start = twiml
+        .find(r#"name="token" value=""#)
+        .expect("token parameter")
+        + r#"name="token" value=""#.len();
+    twiml[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn bad_or_missing_signatures_are_refused_and_write_nothing(app: TestApp) {
+    live_agent(&app).await;
+    let (status, _) = app
+        .twilio(
+            "/webhooks/calls/inbound",
+            &voice_params("CA1"),
+            Some("wrong-token"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .twilio("/webhooks/calls/inbound", &voice_params("CA1"), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Signed for another URL (e.g. replayed against another endpoint).
+    let (status, _) = app
+        .twilio(
+            "/webhooks/calls/status",
+            &voice_params("CA1"),
+            Some("wrong"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(app.count("SELECT COUNT(*) FROM calls").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM call_stream_tokens").await,
+        0
+    );
+}
+
+async fn unknown_numbers_hear_not_in_service(app: TestApp) {
+    let mut params = voice_params("CA2");
+    params.retain(|(k, _)| *k != "To");
+    params.push(("To", "+19995550000"));
+    let (status, twiml) = app
+        .twilio("/webhooks/calls/inbound", &params, Some(TWILIO_AUTH_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        twiml
+            .contains("<Say>The number you have called is not in service. Goodbye.</Say><Hangup/>"),
+        "{twiml}"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM calls").await, 0);
+}
+
+async fn refusals_hang_up_politely_and_record_why(app: TestApp) {
+    let (token, ws, agent) = live_agent(&app).await;
+    let pool = &app.state.db.pool;
+    let cases: Vec<(&str, &str, &str, &'static str)> = vec![
+        (
+            "UPDATE voice_agents SET status = 'paused' WHERE id = $1",
+            "UPDATE voice_agents SET status = 'live' WHERE id = $1",
+            "agent_not_live",
+            "CAr1",
+        ),
+        (
+            "UPDATE workspaces SET call_enabled = 0 WHERE id = (SELECT workspace_id FROM voice_agents WHERE id = $1)",
+            "UPDATE workspaces SET call_enabled = 1 WHERE id = (SELECT workspace_id FROM voice_agents WHERE id = $1)",
+            "calling_disabled",
+            "CAr2",
+        ),
+        (
+            "UPDATE workspaces SET status = 'suspended' WHERE id = (SELECT workspace_id FROM voice_agents WHERE id = $1)",
+            "UPDATE workspaces SET status = 'active' WHERE id = (SELECT workspace_id FROM voice_agents WHERE id = $1)",
+            "workspace_suspended",
+            "CAr3",
+        ),
+        (
+            "INSERT INTO workspace_balances (workspace_id, balance_micros, updated_at) SELECT workspace_id, 0, 0 FROM voice_agents WHERE id = $1",
+            "DELETE FROM workspace_balances WHERE workspace_id = (SELECT workspace_id FROM voice_agents WHERE id = $1)",
+            "balance_exhausted",
+            "CAr4",
+        ),
+        (
+            "INSERT INTO workspace_billing_settings (workspace_id, usage_limit_monthly_micros, updated_at) SELECT workspace_id, 0, 0 FROM voice_agents WHERE id = $1",
+            "DELETE FROM workspace_billing_settings WHERE workspace_id = (SELECT workspace_id FROM voice_agents WHERE id = $1)",
+            "usage_limit_reached",
+            "CAr5",
+        ),
+    ];
+    for (break_it, mend_it, code, sid) in cases {
+        sqlx::query(sqlx::AssertSqlSafe(break_it.to_owned()))
+            .bind(&agent)
+            .execute(pool)
+            .await
+            .unwrap();
+        let (status, twiml) = app
+            .twilio(
+                "/webhooks/calls/inbound",
+                &voice_params(sid),
+                Some(TWILIO_AUTH_TOKEN),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{code}");
+        assert!(
+            twiml.contains("<Say>") && twiml.ends_with("<Hangup/></Response>"),
+            "{code}: {twiml}"
+        );
+        assert!(!twiml.contains("<Connect>"), "{code}");
+        let (status_col, error_code): (String, Option<String>) =
+            sqlx::query_as("SELECT status, error_code FROM calls WHERE provider_call_sid = $1")
+                .bind(sid)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (status_col.as_str(), error_code.as_deref()),
+            ("failed", Some(code))
+        );
+        sqlx::query(sqlx::AssertSqlSafe(mend_it.to_owned()))
+            .bind(&agent)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM call_stream_tokens").await,
+        0
+    );
+    // The refused calls show in the workspace's call list with their reasons.
+    let list = app
+        .get(
+            &format!("/api/v1/workspaces/{ws}/calls?status=failed"),
+            &token,
+        )
+        .await;
+    assert_eq!(list.body["total"], 5);
+}
+
+async fn a_whole_call_from_webhook_to_priced_transcript(app: TestApp) {
+    let (token, ws, agent) = live_agent(&app).await;
+    let (status, twiml) = app
+        .twilio(
+            "/webhooks/calls/inbound",
+            &voice_params("CAwhole"),
+            Some(TWILIO_AUTH_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        twiml.contains(r#"<Connect><Stream url="wss://gw.example.com/media/twilio">"#),
+        "{twiml}"
+    );
+    let stream = stream_token(&twiml);
+
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    let plan = link
+        .plan_twilio_call(&stream, "MZstream")
+        .await
+        .expect("plan");
+    assert_eq!(plan.agent_id.as_str(), agent);
+    assert_eq!(plan.instructions, "Be brief.");
+    assert_eq!(plan.settings.max_call_duration, 300);
+    assert_eq!(plan.providers[0].api_key.expose(), "sk-test-platform");
+    assert!(
+        !format!("{plan:?}").contains("sk-test-platform"),
+        "keys never print"
+    );
+    // The token works once.
+    assert_eq!(
+        link.plan_twilio_call(&stream, "MZstream").await,
+        Err(PlanError::InvalidToken)
+    );
+    assert_eq!(
+        link.plan_twilio_call("made-up", "MZstream").await,
+        Err(PlanError::InvalidToken)
+    );
+
+    let call_id = plan.call_id.clone();
+    let live = app
+        .get(&format!("/api/v1/workspaces/{ws}/calls/live"), &token)
+        .await;
+    assert_eq!(live.body["active_calls"][0]["id"], call_id.as_str());
+
+    let usage = Usage {
+        input_text_tokens: 420,
+        input_audio_tokens: 900,
+        cached_input_tokens: 640,
+        output_text_tokens: 40,
+        output_audio_tokens: 160,
+        ..Usage::default()
+    };
+    let events = [
+        CallEventKind::Answered,
+        CallEventKind::Transcript {
+            role: Role::Assistant,
+            text: "Hello, salon!".into(),
+            start_ms: 300,
+            end_ms: 1500,
+            confidence: None,
+            truncated: false,
+        },
+        CallEventKind::Transcript {
+            role: Role::User,
+            text: "I need a booking.".into(),
+            start_ms: 2000,
+            end_ms: 3200,
+            confidence: Some(0.93),
+            truncated: false,
+        },
+        CallEventKind::Transcript {
+            role: Role::Assistant,
+            text: "Sure, when would".into(),
+            start_ms: 3600,
+            end_ms: 4100,
+            confidence: None,
+            truncated: true,
+        },
+        CallEventKind::Usage {
+            provider: "openai".into(),
+            model: "gpt-realtime".into(),
+            usage,
+        },
+        CallEventKind::Ended(EndReason::CallerHangup),
+    ];
+    let all: Vec<CallEvent> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| CallEvent {
+            seq: i as u64 + 1,
+            at_ms: i as u64 * 1000,
+            kind,
+        })
+        .collect();
+    for e in &all {
+        link.emit(&call_id, e.clone());
+    }
+    // At-least-once delivery: a replay of every event changes nothing.
+    for e in &all {
+        link.emit(&call_id, e.clone());
+    }
+    let call_path = format!("/api/v1/workspaces/{ws}/calls/{call_id}");
+    let mut call = app.get(&call_path, &token).await;
+    for _ in 0..100 {
+        if call.body["call"]["status"] == "completed"
+            && app.count("SELECT COUNT(*) FROM call_events").await == 6
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        call = app.get(&call_path, &token).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    call = app.get(&call_path, &token).await;
+    assert_eq!(call.body["call"]["status"], "completed", "{}", call.body);
+    assert_eq!(call.body["call"]["end_reason"], "caller_hangup");
+    assert_eq!(call.body["call"]["voice_provider_used"], "openai");
+    // 21136 micro-dollars of provider cost (see pricing tests) + 20 % markup, per line.
+    let expected: i64 = [1680i64, 8320, 256, 640, 10240]
+        .iter()
+        .map(|c| c + (c * 2000 + 5000) / 10000)
+        .sum();
+    assert_eq!(call.body["call"]["cost_total_micros"], expected);
+    assert_eq!(call.body["call"]["cost_total"], format!("0.{expected:06}"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM usage_records").await, 5);
+    assert_eq!(app.count("SELECT COUNT(*) FROM call_events").await, 6);
+
+    let t = app.get(&format!("{call_path}/transcription"), &token).await;
+    let turns = t.body["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 3);
+    assert_eq!(turns[0]["role"], "assistant");
+    assert_eq!(turns[1]["content"], "I need a booking.");
+    assert_eq!(turns[1]["confidence"], 0.93);
+    assert_eq!(turns[2]["truncated"], true);
+    assert_eq!(turns[2]["duration_ms"], 500);
+    assert!(
+        t.body["transcription"]
+            .as_str()
+            .unwrap()
+            .starts_with("Agent: Hello, salon!\nCaller: I need a booking.")
+    );
+
+    let ev = app.get(&format!("{call_path}/events"), &token).await;
+    let types: Vec<&str> = ev.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "answered",
+            "transcript",
+            "transcript",
+            "transcript",
+            "usage",
+            "ended"
+        ]
+    );
+    assert!(
+        app.get(&format!("/api/v1/workspaces/{ws}/calls/live"), &token)
+            .await
+            .body["active_calls"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Twilio's completed callback records its duration; a retry changes nothing; a late
+    // out-of-order 'ringing' cannot reopen the call.
+    let mut done = voice_params("CAwhole");
+    done.retain(|(k, _)| *k != "CallStatus");
+    done.push(("CallStatus", "completed"));
+    done.push(("CallDuration", "42"));
+    for _ in 0..2 {
+        let (status, _) = app
+            .twilio("/webhooks/calls/status", &done, Some(TWILIO_AUTH_TOKEN))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, _) = app
+        .twilio(
+            "/webhooks/calls/status",
+            &voice_params("CAwhole"),
+            Some(TWILIO_AUTH_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let call = app.get(&call_path, &token).await;
+    assert_eq!(call.body["call"]["duration_seconds"], 42);
+    assert_eq!(call.body["call"]["status"], "completed");
+
+    let list = app
+        .get(
+            &format!("/api/v1/workspaces/{ws}/calls?agent_id={agent}&direction=inbound"),
+            &token,
+        )
+        .await;
+    assert_eq!(list.body["total"], 1);
+    assert_eq!(list.body["calls"][0]["agent_name"], "Front desk");
+}
+
+async fn expired_tokens_fail_the_call_and_retried_webhooks_reuse_it(app: TestApp) {
+    live_agent(&app).await;
+    let (_, first) = app
+        .twilio(
+            "/webhooks/calls/inbound",
+            &voice_params("CAretry"),
+            Some(TWILIO_AUTH_TOKEN),
+        )
+        .await;
+    let (_, second) = app
+        .twilio(
+            "/webhooks/calls/inbound",
+            &voice_params("CAretry"),
+            Some(TWILIO_AUTH_TOKEN),
+        )
+        .await;
+    assert_ne!(stream_token(&first), stream_token(&second));
+    assert_eq!(app.count("SELECT COUNT(*) FROM calls").await, 1);
+
+    sqlx::query("UPDATE call_stream_tokens SET expires_at = 0")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    assert_eq!(
+        link.plan_twilio_call(&stream_token(&second), "MZ").await,
+        Err(PlanError::InvalidToken)
+    );
+    let (status, code): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error_code FROM calls")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), code.as_deref()),
+        ("failed", Some("stream_token_expired"))
+    );
+}
+
+async fn a_workspaces_own_twilio_account_signs_its_numbers(app: TestApp) {
+    let (_, ws, _) = live_agent(&app).await;
+    let sealed = app
+        .state
+        .config
+        .master_key
+        .seal(r#"{"auth_token":"workspace-own-token"}"#);
+    sqlx::query(
+        "INSERT INTO integration_accounts (id, workspace_id, account_type, account_name, external_account_id,
+                                           credentials_encrypted, status, is_active, created_at, updated_at)
+         VALUES ('ia_1', $1, 'twilio', 'Our Twilio', 'ACworkspace', $2, 'active', 1, 0, 0)",
+    )
+    .bind(&ws)
+    .bind(&sealed)
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    let mut params = voice_params("CAown");
+    params.retain(|(k, _)| *k != "AccountSid");
+    params.push(("AccountSid", "ACworkspace"));
+    let (status, twiml) = app
+        .twilio(
+            "/webhooks/calls/inbound",
+            &params,
+            Some("workspace-own-token"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(twiml.contains("<Connect>"), "{twiml}");
+    // The platform token does not sign for the workspace's account.
+    let (status, _) = app
+        .twilio("/webhooks/calls/inbound", &params, Some(TWILIO_AUTH_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (integration,): (Option<String>,) =
+        sqlx::query_as("SELECT integration_account_id FROM calls")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(integration.as_deref(), Some("ia_1"));
+}
+
+on_both_databases!(
+    bad_or_missing_signatures_are_refused_and_write_nothing,
+    unknown_numbers_hear_not_in_service,
+    refusals_hang_up_politely_and_record_why,
+    a_whole_call_from_webhook_to_priced_transcript,
+    expired_tokens_fail_the_call_and_retried_webhooks_reuse_it,
+    a_workspaces_own_twilio_account_signs_its_numbers,
+);
