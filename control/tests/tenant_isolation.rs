@@ -117,6 +117,7 @@ struct Fixture {
     agent: String,
     number: String,
     invitation: String,
+    call: String,
 }
 
 static NUMBERS: AtomicU32 = AtomicU32::new(1000);
@@ -197,11 +198,26 @@ async fn fixture(app: &TestApp, p: &People) -> Fixture {
     .execute(pool)
     .await
     .unwrap();
+    let call = new_id("call");
+    sqlx::query(
+        "INSERT INTO calls (id, workspace_id, agent_id, phone_number_id, source, direction, status, caller_number,
+                            to_number, started_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'twilio', 'inbound', 'completed', '+12349013030', '+14155550000', $5, $5, $5)",
+    )
+    .bind(&call)
+    .bind(&ws)
+    .bind(&agent)
+    .bind(&number)
+    .bind(now)
+    .execute(pool)
+    .await
+    .unwrap();
     Fixture {
         ws,
         agent,
         number,
         invitation,
+        call,
     }
 }
 
@@ -362,6 +378,29 @@ fn workspace_endpoints(
             S::OK,
         ),
         ("DELETE", number.clone(), None, Needs::Admin, S::NO_CONTENT),
+        ("GET", format!("{ws}/calls"), None, Needs::Read, S::OK),
+        ("GET", format!("{ws}/calls/live"), None, Needs::Read, S::OK),
+        (
+            "GET",
+            format!("{ws}/calls/{}", f.call),
+            None,
+            Needs::Read,
+            S::OK,
+        ),
+        (
+            "GET",
+            format!("{ws}/calls/{}/events", f.call),
+            None,
+            Needs::Read,
+            S::OK,
+        ),
+        (
+            "GET",
+            format!("{ws}/calls/{}/transcription", f.call),
+            None,
+            Needs::Read,
+            S::OK,
+        ),
     ]
 }
 
