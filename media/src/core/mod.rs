@@ -3,10 +3,11 @@
 
 // DSP (codecs, resampling, pacing, recording).
 pub mod g711;
-pub mod pcm;
 pub mod opus;
-pub mod resample;
 pub mod pacer;
+pub mod pcm;
+pub mod recorder;
+pub mod resample;
 
 // The call: wire formats and the CallSession state machine.
 pub mod session;
