@@ -33,6 +33,7 @@ impl CallSession {
             twilio::Inbound::Mark { mark, .. } => {
                 if self.answered_at.is_none() {
                     self.counters.input_before_answer += 1;
+                    debug!("twilio mark before start: ignored");
                     return;
                 }
                 match self.ledger.handle_mark(&mark.name, now) {
@@ -47,6 +48,7 @@ impl CallSession {
             twilio::Inbound::Dtmf { dtmf, .. } => {
                 if self.answered_at.is_none() {
                     self.counters.input_before_answer += 1;
+                    debug!("twilio dtmf before start: ignored");
                     return;
                 }
                 self.caller_active(now);
@@ -89,6 +91,7 @@ impl CallSession {
         };
         if len == 0 {
             self.counters.empty_frames += 1;
+            debug!("empty twilio media: skipped");
             return;
         }
         // µ-law has no partial samples, so decoding cannot report an odd byte.
@@ -106,14 +109,17 @@ impl CallSession {
     pub(super) fn handle_web_audio(&mut self, samples: &[i16], now: Instant) {
         if self.config.source != CallSource::Web {
             self.counters.unknown_caller_events += 1;
+            debug!("web audio on a twilio call: ignored");
             return;
         }
         if self.answered_at.is_none() {
             self.counters.input_before_answer += 1;
+            debug!("web audio before answer: dropped");
             return;
         }
         if samples.is_empty() {
             self.counters.empty_frames += 1;
+            debug!("empty web frame: skipped");
             return;
         }
         if samples.len() as u64 > MAX_CALLER_FRAME_MS * 48 {
@@ -145,6 +151,7 @@ impl CallSession {
     pub(super) fn answer(&mut self, now: Instant) {
         if self.answered_at.is_some() {
             self.counters.duplicate_starts += 1;
+            debug!("second answer: ignored");
             return;
         }
         self.answered_at = Some(now);

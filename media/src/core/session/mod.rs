@@ -65,6 +65,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::Instant;
+use tracing::debug;
 use vocalized_shared::audio::AudioFormat;
 use vocalized_shared::call_settings::CallSettings;
 use vocalized_shared::events::{CallEvent, CallEventKind, EndReason};
@@ -263,6 +264,7 @@ impl CallSession {
     pub fn handle_input(&mut self, input: Input<'_>, now: Instant) {
         if self.is_ended() {
             self.counters.inputs_after_end += 1;
+            debug!("input after the call ended: ignored");
             return;
         }
         match input {

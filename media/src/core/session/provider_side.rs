@@ -77,6 +77,7 @@ impl CallSession {
                     self.end(EndReason::ProviderError { code }, now, true, true);
                 } else {
                     self.counters.provider_errors += 1;
+                    debug!("recoverable provider error: call goes on");
                 }
             }
             ProviderEvent::Closed => {
@@ -94,6 +95,7 @@ impl CallSession {
         }
         if audio.is_empty() {
             self.counters.empty_frames += 1;
+            debug!("empty provider delta: skipped");
             return;
         }
         let bytes_per_ms = self.config.provider_output.bytes_per_ms().unwrap_or(1);
@@ -105,6 +107,7 @@ impl CallSession {
         let Some(item) = self.ledger.item_for_audio(item_id, now) else {
             // The caller barged in on this turn; the provider is still flushing it.
             self.counters.audio_for_truncated_items += 1;
+            debug!("audio for a turn the caller cut off: dropped");
             return;
         };
 
@@ -252,6 +255,7 @@ impl CallSession {
                     // at arrival.
                     if item_id.is_some() {
                         self.counters.unknown_items += 1;
+                        debug!("transcript for an unknown item: recorded at arrival");
                     }
                     self.emit_transcript(
                         role,
