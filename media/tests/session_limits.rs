@@ -1,5 +1,6 @@
 //! Call limits from the agent's settings: silence (prompt once, then end), maximum
-//! duration (warn at 90 %, then end) and end-call phrases. The clock is scripted:
+//! duration (warn at 90 %, then end), end-call phrases and the agent's end_call tool
+//! (after the goodbye already sent has played). The clock is scripted:
 //! the tests jump straight to each deadline `poll_timeout` names.
 
 mod support;
@@ -211,4 +212,79 @@ fn dtmf_is_an_event_and_counts_as_caller_activity() {
     assert_eq!(events(&step)[0].at_ms, 29_000);
     assert!(h.advance_to(58_999).is_empty());
     assert_eq!(says(&h.advance_to(59_000)), [SILENCE_PROMPT]);
+}
+
+#[test]
+fn the_goodbye_plays_out_before_the_call_ends() {
+    let mut h = Harness::twilio_passthrough(&settings());
+    h.start();
+    h.advance_to(1_000);
+    // The agent says goodbye (1 s of audio), then calls its end_call tool.
+    for _ in 0..5 {
+        h.agent_audio("bye", &[0x55; 1_600]);
+    }
+    let step = h.provider(ProviderEvent::ToolCall {
+        call_id: "c1",
+        name: "end_call",
+        arguments: "{}",
+    });
+    assert!(!step.contains(&Out::Hangup));
+    assert_eq!(
+        h.session.state(),
+        &CallState::Ending(EndReason::AgentEndedCall)
+    );
+    // The caller talking over the goodbye does not cut it.
+    h.advance_to(1_500);
+    assert!(h.provider(ProviderEvent::SpeechStarted).is_empty());
+
+    h.advance_to(1_999);
+    assert!(!h.session.is_ended());
+    let end = h.advance_to(2_000);
+    assert!(end.contains(&Out::Close) && end.contains(&Out::Hangup));
+    assert_eq!(
+        kinds(&end).last(),
+        Some(&CallEventKind::Ended(EndReason::AgentEndedCall))
+    );
+    assert_eq!(h.events().last().unwrap().at_ms, 2_000);
+    assert_eq!(
+        h.twilio.played_bytes, 8_000,
+        "all of the goodbye was played"
+    );
+}
+
+#[test]
+fn an_unconfirmed_goodbye_ends_after_the_grace_period() {
+    let mut h = Harness::twilio_passthrough(&settings());
+    h.start();
+    h.auto_echo = false; // Twilio never echoes the marks.
+    h.agent_audio("bye", &[0x55; 8_000]);
+    h.advance_to(100);
+    h.transcript(Role::User, "goodbye", None);
+    assert_eq!(
+        h.session.state(),
+        &CallState::Ending(EndReason::EndCallPhrase)
+    );
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(h.t0 + std::time::Duration::from_millis(5_100))
+    );
+    let end = h.advance_to(5_100);
+    assert_eq!(
+        kinds(&end).last(),
+        Some(&CallEventKind::Ended(EndReason::EndCallPhrase))
+    );
+}
+
+#[test]
+fn a_caller_hanging_up_during_the_goodbye_keeps_the_first_reason() {
+    let mut h = Harness::twilio_passthrough(&settings());
+    h.start();
+    h.agent_audio("bye", &[0x55; 8_000]);
+    h.transcript(Role::User, "goodbye", None);
+    let end = h.stop();
+    assert!(end.contains(&Out::Close) && !end.contains(&Out::Hangup));
+    assert_eq!(
+        kinds(&end).last(),
+        Some(&CallEventKind::Ended(EndReason::EndCallPhrase))
+    );
 }

@@ -259,6 +259,11 @@ impl PlayoutLedger {
         !self.chunks.is_empty()
     }
 
+    /// WebRTC: when everything sent will have played. `None` for Twilio or when idle.
+    pub fn playout_end(&self) -> Option<Instant> {
+        self.playout_end
+    }
+
     pub fn idle_since(&self) -> Option<Instant> {
         self.idle_since
     }

@@ -64,7 +64,7 @@ use output::Pending;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::debug;
 use vocalized_shared::audio::AudioFormat;
 use vocalized_shared::call_settings::CallSettings;
@@ -76,6 +76,10 @@ use vocalized_shared::plan::{CallPlan, CallSource};
 pub const MAX_CALLER_FRAME_MS: u64 = 1_000;
 /// Longest provider audio delta accepted in one piece.
 pub const MAX_PROVIDER_DELTA_MS: u64 = 30_000;
+
+/// Longest the agent's last words may play after the call was ended by the agent's
+/// end-call tool or the caller's end-call phrase, before hanging up regardless.
+pub const ENDING_GRACE: Duration = Duration::from_secs(5);
 
 /// The WebRTC caller leg's format, after the driver's Opus decode.
 pub const WEB_CALLER_FORMAT: AudioFormat = AudioFormat::Pcm16 {
@@ -172,6 +176,10 @@ pub enum CallState {
     /// Waiting for Twilio `start` or the WebRTC connection.
     Ringing,
     Active,
+    /// The call is over but the agent's last words are still playing (the goodbye
+    /// before an end-call tool or phrase); ends when they have, or after
+    /// [`ENDING_GRACE`].
+    Ending(EndReason),
     Ended(EndReason),
 }
 
@@ -187,6 +195,8 @@ pub struct CallSession {
     outbound: Leg,
     ledger: PlayoutLedger,
     clock: Option<LimitClock>,
+    /// When an `Ending` call hangs up even if audio is still playing.
+    ending_deadline: Option<Instant>,
     gate: EnergyGate,
     /// When the caller's current turn started (ms from answer), for transcript timing.
     user_turn_start_ms: Option<u64>,
@@ -223,6 +233,7 @@ impl CallSession {
             inbound,
             outbound,
             clock: None,
+            ending_deadline: None,
             gate: EnergyGate::default(),
             user_turn_start_ms: None,
             first_audio_sent: false,
@@ -344,11 +355,19 @@ impl CallSession {
         })
     }
 
-    /// When to feed `Input::Timeout` next (max duration, silence). `None` before answer
-    /// and after the end.
+    /// When to feed `Input::Timeout` next (max duration, silence, the end of the last
+    /// words). `None` before answer and after the end.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.state != CallState::Active {
-            return None;
+        match self.state {
+            CallState::Active => {}
+            CallState::Ending(_) => {
+                // WebRTC playout ends at a known time; Twilio's is told by mark echoes.
+                return match (self.ending_deadline, self.ledger.playout_end()) {
+                    (Some(deadline), Some(end)) => Some(deadline.min(end)),
+                    (deadline, _) => deadline,
+                };
+            }
+            CallState::Ringing | CallState::Ended(_) => return None,
         }
         let clock = self.clock.as_ref()?;
         Some(clock.next_deadline(
@@ -361,13 +380,21 @@ impl CallSession {
     // ---- time and limits ----
 
     fn after_input(&mut self, now: Instant) {
-        if self.state != CallState::Active {
+        if !matches!(self.state, CallState::Active | CallState::Ending(_)) {
             return;
         }
         self.ledger.advance(now);
         // A mark (or the playout clock) may have finished an item whose transcript is
         // waiting; a no-op when none is.
         self.release_transcripts(false, now);
+        if let CallState::Ending(reason) = &self.state {
+            let out_of_time = self.ending_deadline.is_some_and(|d| now >= d);
+            if !self.ledger.is_playing() || out_of_time {
+                let reason = reason.clone();
+                self.end(reason, now, true, true);
+            }
+            return;
+        }
         while self.state == CallState::Active {
             let Some(clock) = &mut self.clock else {
                 return;
@@ -409,12 +436,26 @@ impl CallSession {
         }
     }
 
-    /// Ends the call once: held transcripts go out, then the provider and caller legs
-    /// are closed as needed, and `Ended` is the last event.
-    fn end(&mut self, reason: EndReason, now: Instant, close_provider: bool, hang_up: bool) {
-        if self.is_ended() {
-            return;
+    /// Ends the call after the agent audio already sent has played (at most
+    /// [`ENDING_GRACE`]), so a goodbye is heard rather than cut off.
+    fn end_after_playout(&mut self, reason: EndReason, now: Instant) {
+        if !self.ledger.is_playing() {
+            self.end(reason, now, true, true);
+        } else if self.state == CallState::Active {
+            self.ending_deadline = Some(now + ENDING_GRACE);
+            self.state = CallState::Ending(reason);
         }
+    }
+
+    /// Ends the call once: held transcripts go out, then the provider and caller legs
+    /// are closed as needed, and `Ended` is the last event. A call already `Ending`
+    /// keeps the reason it is ending for (the caller hanging up during the goodbye).
+    fn end(&mut self, reason: EndReason, now: Instant, close_provider: bool, hang_up: bool) {
+        let reason = match &self.state {
+            CallState::Ended(_) => return,
+            CallState::Ending(first) => first.clone(),
+            _ => reason,
+        };
         self.release_transcripts(true, now);
         if close_provider {
             self.queue.push_back(Pending::ProviderClose);

@@ -2,7 +2,7 @@
 //! transcripts, tool calls, usage and errors.
 
 use super::output::Pending;
-use super::{CallSession, CallSource, MAX_PROVIDER_DELTA_MS, ProviderEvent};
+use super::{CallSession, CallSource, CallState, MAX_PROVIDER_DELTA_MS, ProviderEvent};
 use std::time::Instant;
 use tracing::debug;
 use vocalized_shared::events::{CallEventKind, EndReason, Role};
@@ -22,7 +22,8 @@ impl CallSession {
                 if self.user_turn_start_ms.is_none() {
                     self.user_turn_start_ms = Some(self.ms_since_answer(now));
                 }
-                if self.config.interruption_enabled {
+                // Not while ending: the goodbye plays out whatever the caller says.
+                if self.config.interruption_enabled && self.state == CallState::Active {
                     self.barge_in(now);
                 }
             }
@@ -46,7 +47,7 @@ impl CallSession {
                     now,
                 );
                 if name == "end_call" {
-                    self.end(EndReason::AgentEndedCall, now, true, true);
+                    self.end_after_playout(EndReason::AgentEndedCall, now);
                 }
             }
             ProviderEvent::Usage { model, usage } => {
@@ -233,7 +234,7 @@ impl CallSession {
                     now,
                 );
                 if self.config.limits.is_end_call(text) {
-                    self.end(EndReason::EndCallPhrase, now, true, true);
+                    self.end_after_playout(EndReason::EndCallPhrase, now);
                 }
             }
             Role::System => self.emit_transcript(
