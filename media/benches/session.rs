@@ -1,7 +1,8 @@
 //! One 20 ms frame through `CallSession`: caller frame in, provider delta in, mark echo
 //! in, every output drained (Twilio JSON written into a reused buffer, as the driver
 //! does). Pass-through (Twilio µ-law <-> `audio/pcmu`) and transcode (Twilio µ-law <->
-//! PCM16 24 kHz).
+//! PCM16 24 kHz), and for comparison a WebRTC frame (PCM16 48 kHz <-> Gemini-style
+//! 16 kHz in / 24 kHz out; Opus is the driver's and not included).
 //!
 //! `cargo bench -p vocalized-media --bench session -- --warm-up-time 1 --measurement-time 2`
 
@@ -30,14 +31,19 @@ struct Call {
     json: String,
 }
 
+/// Settings under which no limit fires while criterion runs millions of 20 ms frames
+/// (days of simulated call); the caller's audio is loud, so silence never fires either.
+fn endless_call() -> CallSettings {
+    CallSettings {
+        max_call_duration: u32::MAX,
+        silence_timeout: 300,
+        ..CallSettings::default()
+    }
+}
+
 impl Call {
     fn new(provider: AudioFormat) -> Self {
-        let settings = CallSettings {
-            // Long enough that no limit fires during a benchmark run.
-            max_call_duration: 3_600,
-            silence_timeout: 300,
-            ..CallSettings::default()
-        };
+        let settings = endless_call();
         let config = SessionConfig::new(CallSource::Twilio, "bench", provider, provider, &settings);
         let mut session = CallSession::new(config).unwrap();
         let t0 = Instant::now();
@@ -89,10 +95,7 @@ impl Call {
     }
 
     fn frame(&mut self) -> usize {
-        // Simulated time advances 20 µs a frame, not 20 ms, so the tens of millions of
-        // iterations criterion runs stay inside the call's one-hour limit (an ended call
-        // would benchmark its early return). The session does the same work either way.
-        let now = self.t0 + Duration::from_micros(20 * self.frame as u64);
+        let now = self.t0 + Duration::from_millis(20 * self.frame as u64);
         self.session.handle_input(Input::Twilio(&self.caller), now);
         let mut sink = self.drain();
         self.session.handle_input(
@@ -114,6 +117,70 @@ impl Call {
     }
 }
 
+/// A WebRTC call: the playout clock, not marks, decides what was heard.
+struct WebCall {
+    session: CallSession,
+    caller: Vec<i16>,
+    delta: Vec<u8>,
+    frame: u64,
+    t0: Instant,
+}
+
+impl WebCall {
+    fn new() -> Self {
+        let config = SessionConfig::new(
+            CallSource::Web,
+            "bench",
+            AudioFormat::Pcm16 {
+                sample_rate_hz: 16_000,
+            },
+            AudioFormat::Pcm16 {
+                sample_rate_hz: 24_000,
+            },
+            &endless_call(),
+        );
+        let mut session = CallSession::new(config).unwrap();
+        let t0 = Instant::now();
+        session.handle_input(Input::WebAnswered, t0);
+        while session.poll_output().is_some() {}
+        Self {
+            session,
+            caller: (0..960)
+                .map(|i| if i % 40 < 20 { 3_000 } else { -3_000 })
+                .collect(),
+            delta: (0..960).map(|i| (i % 200) as u8).collect(),
+            frame: 0,
+            t0,
+        }
+    }
+
+    fn frame(&mut self) -> usize {
+        let now = self.t0 + Duration::from_millis(20 * self.frame);
+        self.frame += 1;
+        let mut sink = 0;
+        self.session
+            .handle_input(Input::WebAudio(&self.caller), now);
+        while let Some(out) = self.session.poll_output() {
+            if let Output::Provider(ProviderCommand::Audio(bytes)) = out {
+                sink += bytes.len();
+            }
+        }
+        self.session.handle_input(
+            Input::Provider(ProviderEvent::AudioDelta {
+                item_id: "item_1",
+                audio: &self.delta,
+            }),
+            now,
+        );
+        while let Some(out) = self.session.poll_output() {
+            if let Output::Caller(CallerOutput::WebAudio(samples)) = out {
+                sink += samples.len();
+            }
+        }
+        sink
+    }
+}
+
 fn session_frames(c: &mut Criterion) {
     let mut group = c.benchmark_group("session_frame_20ms");
     let mut passthrough = Call::new(AudioFormat::Mulaw8k);
@@ -126,7 +193,13 @@ fn session_frames(c: &mut Criterion) {
     group.bench_function("twilio_transcode_pcm24k", |b| {
         b.iter(|| black_box(transcode.frame()))
     });
+    let mut web = WebCall::new();
+    group.bench_function("web_transcode_48k_16k_24k", |b| {
+        b.iter(|| black_box(web.frame()))
+    });
     group.finish();
+    assert!(!web.session.is_ended());
+    assert_eq!(web.session.counters().rejected_inputs(), 0);
     // The frames measured real work: the calls are live and every mark was heard.
     for call in [&passthrough, &transcode] {
         assert!(!call.session.is_ended());
