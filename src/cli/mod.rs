@@ -1,0 +1,206 @@
+//! The command line: what each subcommand accepts (clap derive), nothing more.
+//!
+//! - [`config`]: turns raw flags and `VOCALIZED_*` variables into validated settings, so
+//!   bad configuration fails before anything is bound or opened.
+//! - [`run`]: what each subcommand does with them.
+
+pub mod config;
+pub mod run;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Vocalized: a real-time voice gateway between phone and browser callers and AI voice agents.
+///
+/// With no subcommand, runs `serve`.
+#[derive(Parser, Debug)]
+#[command(name = "vocalized", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The `serve` flags, accepted without the subcommand since `serve` is the default.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Control plane and media plane in one process, on SQLite by default (the default command).
+    Serve(ServeArgs),
+    /// The control plane alone (REST API, auth, billing, webhooks); scale out behind a load balancer.
+    Control(ServeArgs),
+    /// A media node alone; for now it serves /healthz, /readyz and /metrics.
+    Media(MediaArgs),
+    /// Applies pending database migrations and prints what it applied.
+    Migrate(DatabaseArgs),
+    /// Platform administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (`host:port`; port 0 picks a free one and prints it).
+    #[arg(
+        long,
+        env = "VOCALIZED_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The base URL the outside world uses to reach this server (Twilio webhooks, stream
+    /// URLs, links in emails). Default: http://{listen}.
+    #[arg(long, env = "VOCALIZED_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// 32-byte key for secrets at rest, as 64 hex characters or base64. Prefer the
+    /// environment variable: flags are visible to other users in `ps`. When unset, `serve`
+    /// uses {data-dir}/master.key, creating it on first start.
+    #[arg(
+        long,
+        env = "VOCALIZED_MASTER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub master_key: Option<String>,
+    /// Take the client address from the first `X-Forwarded-For` entry (rate limits, audit
+    /// log). Only behind a reverse proxy you run: anyone can send that header.
+    #[arg(long, env = "VOCALIZED_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    #[command(flatten)]
+    pub platform: PlatformAccountArgs,
+}
+
+/// The platform's own accounts at Twilio and the voice providers; workspaces may bring
+/// their own keys, which the control plane stores encrypted.
+#[derive(Args, Debug, Clone)]
+pub struct PlatformAccountArgs {
+    /// The platform's Twilio account SID (give the auth token too).
+    #[arg(long, env = "VOCALIZED_TWILIO_ACCOUNT_SID", value_name = "SID")]
+    pub twilio_account_sid: Option<String>,
+    /// The platform's Twilio auth token: verifies Twilio's webhook signatures.
+    #[arg(
+        long,
+        env = "VOCALIZED_TWILIO_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub twilio_auth_token: Option<String>,
+    /// OpenAI Realtime WebSocket URL (point it at a fake provider for load tests).
+    #[arg(long, env = "VOCALIZED_OPENAI_URL", value_name = "URL",
+          default_value = vocalized_control::config::OPENAI_REALTIME_URL)]
+    pub openai_url: String,
+    /// The platform's OpenAI API key, for workspaces without their own.
+    #[arg(
+        long,
+        env = "VOCALIZED_OPENAI_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub openai_api_key: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Directory for the SQLite database and the generated master key.
+    #[arg(
+        long,
+        env = "VOCALIZED_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// `postgres://user:pass@host:5432/db` or `sqlite://path?mode=rwc`.
+    /// Default: sqlite://{data-dir}/vocalized.db?mode=rwc.
+    #[arg(
+        long,
+        env = "VOCALIZED_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MediaArgs {
+    /// Address to listen on (`host:port`; port 0 picks a free one and prints it).
+    #[arg(
+        long,
+        env = "VOCALIZED_LISTEN",
+        default_value = "127.0.0.1:8081",
+        value_name = "ADDR"
+    )]
+    pub listen: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Creates a platform admin who can sign in to the admin API.
+    Create(AdminCreateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AdminCreateArgs {
+    #[arg(long)]
+    pub email: String,
+    #[arg(long)]
+    pub name: String,
+    /// The admin's password. VOCALIZED_ADMIN_PASSWORD keeps it out of shell history and `ps`.
+    #[arg(long, env = "VOCALIZED_ADMIN_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    /// super_admin, admin or support.
+    #[arg(long, default_value = "admin")]
+    pub role: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_means_serve_with_its_flags() {
+        let cli = Cli::try_parse_from(["vocalized", "--listen", "127.0.0.1:0"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn serve_flags_after_a_subcommand_belong_to_it() {
+        let cli = Cli::try_parse_from(["vocalized", "control", "--data-dir", "/srv/vz"]).unwrap();
+        match cli.command {
+            Some(Command::Control(args)) => {
+                assert_eq!(args.database.data_dir, PathBuf::from("/srv/vz"))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn admin_create_defaults_to_the_admin_role() {
+        let cli = Cli::try_parse_from([
+            "vocalized",
+            "admin",
+            "create",
+            "--email",
+            "a@b.c",
+            "--name",
+            "A",
+            "--password",
+            "pw",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Admin(AdminCommand::Create(args))) => assert_eq!(args.role, "admin"),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! What each subcommand does: validate (exit 2 on a mistake), bind, open, serve until
+//! SIGINT/SIGTERM.
+
+use super::config::{self, ConfigError, KeySource, Mode, ServeConfig};
+use super::{AdminCommand, AdminCreateArgs, Cli, Command, DatabaseArgs, MediaArgs, ServeArgs};
+use anyhow::Context as _;
+use std::fmt;
+use std::future::{Future, IntoFuture as _};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use vocalized_control::{CreateAdminError, Db};
+use vocalized_media::io::NodeState;
+
+/// How long a stopping server waits for open requests (and a media node for its calls)
+/// before it exits anyway; orchestrators usually kill after 30 s, so finish first.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// Why the process stops with a non-zero exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The user's configuration is wrong: exit code 2, like a usage error.
+    Config(ConfigError),
+    /// The configuration is fine but the world is not (port taken, database down): exit 1.
+    Runtime(anyhow::Error),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+}
+
+/// One line, so scripts and humans see the whole reason at once.
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Failure::Config(e) => e.to_string(),
+            Failure::Runtime(e) => format!("{e:#}"),
+        };
+        f.write_str(&text.replace('\n', " "))
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Config(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => serve(args, Mode::All).await,
+        Command::Control(args) => serve(args, Mode::ControlOnly).await,
+        Command::Media(args) => media(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Admin(AdminCommand::Create(args)) => admin_create(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
+    let config = ServeConfig::from_args(&args, mode)?;
+    if let KeySource::Generated(path) = &config.key_source {
+        // Said on stderr whatever RUST_LOG is: losing this file loses every stored secret.
+        eprintln!(
+            "vocalized: generated a new master key in {} (mode 0600); back it up or set \
+             VOCALIZED_MASTER_KEY, secrets stored in the database cannot be read without it",
+            path.display()
+        );
+    }
+    let listener = bind(config.listen).await?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let public_url = config.public_url(bound);
+    let database = config::redact_database_url(&config.database_url);
+    tracing::info!(%database, "opening the database and applying migrations");
+    let state = vocalized_control::open(config.control_config(bound))
+        .await
+        .with_context(|| format!("cannot open the database {database}"))?;
+    let db = state.db.clone();
+    // In Mode::All the media plane's call routes merge in here once they exist; its
+    // /healthz and /metrics stay the control plane's in a single process.
+    let app = vocalized_control::router(state);
+    println!("vocalized listening on http://{bound} (public URL {public_url})");
+    let served = serve_until_shutdown(listener, app, || async {}).await;
+    // Closing the pool lets SQLite checkpoint its WAL, leaving one tidy file behind.
+    db.pool.close().await;
+    served.map_err(Failure::Runtime)
+}
+
+async fn media(args: MediaArgs) -> Result<(), Failure> {
+    let listen = config::listen_addr(&args.listen)?;
+    let listener = bind(listen).await?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let state = NodeState::new();
+    let app = vocalized_media::io::node::router(state.clone());
+    println!("vocalized media listening on http://{bound}");
+    serve_until_shutdown(listener, app, move || drain_calls(state))
+        .await
+        .map_err(Failure::Runtime)
+}
+
+/// Keeps the node up, answering `/readyz` with 503, until its calls have ended.
+async fn drain_calls(state: NodeState) {
+    state.begin_drain();
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while state.active_calls() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if state.active_calls() > 0 {
+        tracing::warn!(
+            active_calls = state.active_calls(),
+            "stopping with calls still running"
+        );
+    }
+}
+
+async fn migrate(args: DatabaseArgs) -> Result<(), Failure> {
+    let url = config::resolve_database_url(&args)?;
+    let database = config::redact_database_url(&url);
+    let db = connect(&url).await?;
+    // Before the first migration the bookkeeping table does not exist: nothing applied.
+    let before = applied_migrations(&db).await.unwrap_or_default();
+    db.migrate()
+        .await
+        .with_context(|| format!("migrating {database}"))?;
+    let after = applied_migrations(&db)
+        .await
+        .with_context(|| format!("reading the applied migrations of {database}"))?;
+    let new: Vec<_> = after.iter().filter(|m| !before.contains(m)).collect();
+    if new.is_empty() {
+        println!(
+            "{database} is up to date ({} migrations applied earlier)",
+            after.len()
+        );
+    } else {
+        println!("applied {} migrations to {database}:", new.len());
+        for (version, description) in new {
+            println!("  {version:04} {description}");
+        }
+    }
+    db.pool.close().await;
+    Ok(())
+}
+
+async fn applied_migrations(db: &Db) -> anyhow::Result<Vec<(i64, String)>> {
+    Ok(sqlx::query_as::<_, (i64, String)>(
+        "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(&db.pool)
+    .await?)
+}
+
+async fn admin_create(args: AdminCreateArgs) -> Result<(), Failure> {
+    let role = config::admin_role(&args.role)?;
+    let url = config::resolve_database_url(&args.database)?;
+    let db = connect(&url).await?;
+    db.migrate().await.context("applying migrations")?;
+    let created =
+        vocalized_control::create_admin(&db, &args.email, &args.name, &args.password, role).await;
+    db.pool.close().await;
+    let id = match created {
+        Ok(id) => id,
+        Err(CreateAdminError::Invalid(why)) => {
+            return Err(ConfigError(format!("cannot create the admin: {why}")).into());
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context("cannot create the admin")
+                .into());
+        }
+    };
+    println!("created {role} {} (id {id})", args.email);
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<Db> {
+    Db::connect(url).await.with_context(|| {
+        format!(
+            "cannot open the database {}",
+            config::redact_database_url(url)
+        )
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Failure> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "the address is already in use (is another server running?)".to_owned()
+        } else {
+            e.to_string()
+        };
+        Failure::Runtime(anyhow::anyhow!("cannot listen on {addr}: {why}"))
+    })
+}
+
+/// Serves until SIGINT or SIGTERM, then runs `drain` while still serving (a media node
+/// keeps answering `/readyz` with 503 while its calls end), then stops accepting and
+/// gives open requests [`SHUTDOWN_GRACE`] to finish.
+async fn serve_until_shutdown<D, F>(
+    listener: TcpListener,
+    app: axum::Router,
+    drain: D,
+) -> anyhow::Result<()>
+where
+    D: FnOnce() -> F,
+    F: Future<Output = ()>,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.context("the server stopped"),
+        () = shutdown_signal() => {}
+    }
+    tracing::info!("shutdown requested: draining");
+    tokio::select! {
+        result = &mut server => return result.context("the server stopped"),
+        () = drain() => {}
+    }
+    let _ = stop.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(result) => result.context("the server stopped"),
+        Err(_) => {
+            tracing::warn!("requests still open after {SHUTDOWN_GRACE:?}; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_separate_configuration_from_runtime_failures() {
+        let config = Failure::from(ConfigError("bad".into()));
+        let runtime = Failure::from(anyhow::anyhow!("down"));
+        assert_eq!((config.exit_code(), runtime.exit_code()), (2, 1));
+    }
+
+    #[test]
+    fn failures_print_as_one_line_with_their_causes() {
+        let e =
+            anyhow::anyhow!("connection refused\nretry later").context("cannot open the database");
+        assert_eq!(
+            Failure::from(e).to_string(),
+            "cannot open the database: connection refused retry later"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_a_runtime_failure_naming_the_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let failure = bind(addr).await.unwrap_err();
+        assert_eq!(failure.exit_code(), 1);
+        assert!(
+            failure
+                .to_string()
+                .contains(&format!("{addr}: the address is already in use"))
+        );
+    }
+}
