@@ -3,10 +3,13 @@
 //!
 //! - [`node`]: the HTTP surface of a standalone media node (`vocalized media`): liveness,
 //!   readiness (false while draining) and Prometheus metrics.
+//! - [`twilio_call`]: `/media/twilio`, one task per phone call around a `CallSession`.
+//! - [`provider_ws`]: provider WebSocket clients (bounded connect, auth header).
 //!
-//! The Twilio WebSocket handler, the WebRTC peer, the provider clients and the per-call
-//! driver task join this folder as they are built (ARCHITECTURE.md §4).
+//! The WebRTC peer joins this folder when it is built (ARCHITECTURE.md §4).
 
 pub mod node;
+pub mod provider_ws;
+pub mod twilio_call;
 
 pub use node::{ActiveCall, NodeState};

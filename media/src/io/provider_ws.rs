@@ -1,0 +1,50 @@
+//! Provider WebSocket clients: connect with a bounded handshake time and the provider's
+//! auth header. TLS (wss) uses rustls with the webpki roots.
+
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type ProviderSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("provider URL is invalid: {0}")]
+    BadUrl(String),
+    #[error("provider did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("provider refused the connection: {0}")]
+    Refused(String),
+}
+
+impl ConnectError {
+    /// The call's `error_code` for this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConnectError::BadUrl(_) => "provider_misconfigured",
+            ConnectError::Timeout(_) => "provider_timeout",
+            ConnectError::Refused(_) => "provider_connect_failed",
+        }
+    }
+}
+
+/// Opens `url` with `Authorization: Bearer {api_key}`.
+pub async fn connect(
+    url: &str,
+    api_key: &str,
+    timeout: Duration,
+) -> Result<ProviderSocket, ConnectError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| ConnectError::BadUrl(e.to_string()))?;
+    let auth = HeaderValue::from_str(&format!("Bearer {api_key}"))
+        .map_err(|_| ConnectError::BadUrl("API key is not a valid header value".into()))?;
+    request.headers_mut().insert("authorization", auth);
+    match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request)).await {
+        Err(_) => Err(ConnectError::Timeout(timeout)),
+        Ok(Err(e)) => Err(ConnectError::Refused(e.to_string())),
+        Ok(Ok((socket, _response))) => Ok(socket),
+    }
+}

@@ -1,0 +1,394 @@
+//! One phone call: the Twilio Media Streams WebSocket (`/media/twilio`) bridged to the
+//! agent's provider, driven by the sans-IO [`CallSession`] (ARCHITECTURE.md §3–4).
+//!
+//! One task owns the call. It waits for Twilio's `start`, redeems the stream token for the
+//! call plan through the [`ControlLink`], connects the provider, then `select!`s over the
+//! Twilio socket, the provider socket and the session's next deadline, feeding everything
+//! to the session and carrying out what it asks. Malformed frames are counted and skipped;
+//! the call goes on.
+
+use super::node::NodeState;
+use super::provider_ws::{self, ProviderSocket};
+use crate::core::session::{
+    CallSession, CallerOutput, Input, Output, ProviderCommand, ProviderEvent, SessionConfig,
+};
+use crate::core::wire::{openai, twilio};
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as PMessage;
+use tracing::{Instrument, debug, info, info_span, warn};
+use vocalized_shared::audio::AudioFormat;
+use vocalized_shared::events::EndReason;
+use vocalized_shared::link::ControlLink;
+use vocalized_shared::plan::{CallPlan, ProviderKind};
+
+/// What the apology sounds like: played to a caller when the provider fails and nothing
+/// can take over (media/assets/README.md).
+pub const APOLOGY_ULAW: &[u8] = include_bytes!("../../assets/apology_8k.ulaw");
+
+/// How long Twilio has to send `start` after opening the socket.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Policy-violation close code: the token was missing, used or expired.
+const CLOSE_POLICY: u16 = 1008;
+
+/// Tunables of the phone path.
+#[derive(Clone, Debug)]
+pub struct TwilioCallConfig {
+    /// Longest wait for the provider's WebSocket handshake.
+    pub provider_connect_timeout: Duration,
+}
+
+impl Default for TwilioCallConfig {
+    fn default() -> Self {
+        Self {
+            provider_connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+struct Shared<L> {
+    link: Arc<L>,
+    node: NodeState,
+    config: TwilioCallConfig,
+}
+
+/// `GET /media/twilio` (WebSocket upgrade).
+pub fn router<L: ControlLink>(link: Arc<L>, node: NodeState, config: TwilioCallConfig) -> Router {
+    let shared = Arc::new(Shared { link, node, config });
+    Router::new()
+        .route("/media/twilio", get(upgrade::<L>))
+        .with_state(shared)
+}
+
+async fn upgrade<L: ControlLink>(
+    State(shared): State<Arc<Shared<L>>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.on_upgrade(move |socket| async move {
+        let _active = shared.node.track_call();
+        run(socket, shared).await;
+    })
+}
+
+fn parse(text: &str, bad_frames: &mut u64) -> Option<twilio::Inbound> {
+    match twilio::Inbound::parse(text) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            *bad_frames += 1;
+            debug!(error = %e, "malformed Twilio frame skipped");
+            None
+        }
+    }
+}
+
+/// Waits for `start`; media before it is dropped (and counted), never a crash.
+async fn wait_for_start(socket: &mut WebSocket, bad_frames: &mut u64) -> Option<twilio::Inbound> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.recv())
+            .await
+            .ok()??
+            .ok()?;
+        match frame {
+            Message::Text(text) => match parse(text.as_str(), bad_frames) {
+                Some(start @ twilio::Inbound::Start { .. }) => return Some(start),
+                Some(twilio::Inbound::Stop { .. }) => return None,
+                Some(twilio::Inbound::Media { .. }) => debug!("media before start dropped"),
+                _ => {}
+            },
+            Message::Close(_) => return None,
+            Message::Binary(_) => *bad_frames += 1,
+            _ => {}
+        }
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+async fn run<L: ControlLink>(mut socket: WebSocket, shared: Arc<Shared<L>>) {
+    let mut bad_frames = 0u64;
+    let Some(start) = wait_for_start(&mut socket, &mut bad_frames).await else {
+        debug!("Twilio socket closed before start");
+        return;
+    };
+    let twilio::Inbound::Start {
+        stream_sid,
+        start: info,
+        ..
+    } = &start
+    else {
+        unreachable!("wait_for_start returns a start message");
+    };
+    let token = info
+        .custom_parameters
+        .get("token")
+        .cloned()
+        .unwrap_or_default();
+    let plan = match shared.link.plan_twilio_call(&token, stream_sid).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            warn!(error = %e, "stream refused");
+            close(&mut socket, CLOSE_POLICY, "stream token refused").await;
+            return;
+        }
+    };
+    let span = info_span!("call", call_id = %plan.call_id, workspace_id = %plan.workspace_id,
+                          provider = plan.providers.first().map_or("none", |p| p.kind.as_str()));
+    async move {
+        info!("phone call started");
+        bridge(socket, start, plan, shared, bad_frames).await;
+        info!("phone call finished");
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn bridge<L: ControlLink>(
+    mut socket: WebSocket,
+    start: twilio::Inbound,
+    plan: CallPlan,
+    shared: Arc<Shared<L>>,
+    mut bad_frames: u64,
+) {
+    let call_id = plan.call_id.clone();
+    let format = openai::provider_format(AudioFormat::Mulaw8k);
+    let config = SessionConfig::for_plan(&plan, format, format);
+    let mut session = match CallSession::new(config) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot set up the call's audio path");
+            close(&mut socket, 1011, "internal error").await;
+            return;
+        }
+    };
+    session.handle_input(Input::Twilio(&start), Instant::now());
+    let mut text = String::with_capacity(2048);
+    let mut apologise = false;
+
+    let mut provider = match connect_provider(&plan, &shared.config).await {
+        Ok(p) => Some(p),
+        Err(code) => {
+            let ev = ProviderEvent::Error {
+                fatal: true,
+                code,
+                message: "could not connect the provider",
+            };
+            session.handle_input(Input::Provider(ev), Instant::now());
+            None
+        }
+    };
+    let mut decoder = openai::OpenAiDecoder::new(
+        plan.providers
+            .first()
+            .map(|p| p.model.clone())
+            .unwrap_or_default(),
+    );
+
+    loop {
+        // Carry out everything the session wants before waiting again.
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Caller(CallerOutput::Twilio(msg)) => {
+                    text.clear();
+                    msg.write_json(&mut text);
+                    if socket
+                        .send(Message::Text(text.as_str().into()))
+                        .await
+                        .is_err()
+                    {
+                        debug!("Twilio socket gone while sending");
+                    }
+                }
+                Output::Caller(CallerOutput::Hangup) => {
+                    apologise = matches!(
+                        session.state(),
+                        crate::core::session::CallState::Ended(EndReason::ProviderError { .. })
+                    );
+                }
+                Output::Caller(_) => {}
+                Output::Provider(cmd) => {
+                    if let Some(p) = provider.as_mut() {
+                        if !send_command(p, &cmd, &mut text).await {
+                            provider = None;
+                        }
+                    }
+                }
+                Output::Event(event) => shared.link.emit(&call_id, event),
+            }
+        }
+        if session.is_ended() {
+            break;
+        }
+        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            frame = socket.recv() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    if let Some(msg) = parse(t.as_str(), &mut bad_frames) {
+                        session.handle_input(Input::Twilio(&msg), Instant::now());
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => bad_frames += 1,
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    // Twilio hung up without a `stop`: the same as one.
+                    let stop = twilio::Inbound::Stop { sequence_number: None, stream_sid: String::new(), stop: Default::default() };
+                    session.handle_input(Input::Twilio(&stop), Instant::now());
+                }
+                Some(Ok(_)) => {}
+            },
+            frame = next_provider_frame(&mut provider) => match frame {
+                Some(PMessage::Text(t)) => {
+                    let now = Instant::now();
+                    decoder.handle_text(t.as_str(), |ev| session.handle_input(Input::Provider(ev), now));
+                }
+                Some(_) => {}
+                None => {
+                    provider = None;
+                    session.handle_input(Input::Provider(ProviderEvent::Closed), Instant::now());
+                }
+            },
+            _ = sleep_until(deadline) => session.handle_input(Input::Timeout, Instant::now()),
+        }
+    }
+    if bad_frames > 0 || decoder.malformed > 0 {
+        info!(
+            bad_twilio_frames = bad_frames,
+            bad_provider_frames = decoder.malformed,
+            "malformed frames were skipped"
+        );
+    }
+    if let Some(mut p) = provider.take() {
+        let _ = p.close(None).await;
+    }
+    if apologise {
+        play_apology(&mut socket, &start).await;
+    }
+    close(&mut socket, 1000, "call ended").await;
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_provider_frame(provider: &mut Option<ProviderSocket>) -> Option<PMessage> {
+    let Some(p) = provider.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match p.next().await {
+            Some(Ok(PMessage::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(PMessage::Ping(_) | PMessage::Pong(_))) => continue,
+            Some(Ok(m)) => return Some(m),
+        }
+    }
+}
+
+/// Sends one provider command; `false` if the socket is gone (the read side reports it).
+async fn send_command(
+    p: &mut ProviderSocket,
+    cmd: &ProviderCommand<'_>,
+    text: &mut String,
+) -> bool {
+    if !openai::write_command(cmd, text) {
+        let _ = p.close(None).await;
+        return false;
+    }
+    p.send(PMessage::Text(text.as_str().into())).await.is_ok()
+}
+
+/// Connects the plan's first provider and sets the session up; the greeting goes first.
+async fn connect_provider(
+    plan: &CallPlan,
+    config: &TwilioCallConfig,
+) -> Result<ProviderSocket, &'static str> {
+    let target = plan.providers.first().ok_or("no_provider")?;
+    if target.kind != ProviderKind::Openai {
+        return Err("provider_unavailable");
+    }
+    let url = openai::connect_url(&target.url, &target.model);
+    let mut socket = provider_ws::connect(
+        &url,
+        target.api_key.expose(),
+        config.provider_connect_timeout,
+    )
+    .await
+    .map_err(|e| {
+        warn!(error = %e, "provider connect failed");
+        e.code()
+    })?;
+    let setup = openai::OpenAiSetup {
+        model: target.model.clone(),
+        instructions: plan.instructions.clone(),
+        settings: plan.settings.clone(),
+        tools: plan.tools.clone(),
+        format: AudioFormat::Mulaw8k,
+    };
+    let mut first = vec![openai::session_update(&setup)];
+    first.extend(openai::greeting(&plan.settings));
+    for text in first {
+        socket
+            .send(PMessage::Text(text.into()))
+            .await
+            .map_err(|_| "provider_closed")?;
+    }
+    Ok(socket)
+}
+
+/// Plays the apology and waits (bounded) for Twilio to have played it before hanging up.
+async fn play_apology(socket: &mut WebSocket, start: &twilio::Inbound) {
+    let twilio::Inbound::Start { stream_sid, .. } = start else {
+        return;
+    };
+    let mut text = String::new();
+    twilio::Outbound::Media {
+        stream_sid,
+        payload: APOLOGY_ULAW,
+    }
+    .write_json(&mut text);
+    if socket
+        .send(Message::Text(text.as_str().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    text.clear();
+    twilio::Outbound::Mark {
+        stream_sid,
+        name: "apology",
+    }
+    .write_json(&mut text);
+    if socket
+        .send(Message::Text(text.as_str().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let played_ms = APOLOGY_ULAW.len() as u64 / 8;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(played_ms + 2_000);
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, socket.recv()).await {
+        if let Message::Text(t) = frame {
+            if let Ok(twilio::Inbound::Mark { mark, .. }) = twilio::Inbound::parse(t.as_str()) {
+                if mark.name == "apology" {
+                    break;
+                }
+            }
+        }
+    }
+}
