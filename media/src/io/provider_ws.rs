@@ -30,12 +30,22 @@ impl ConnectError {
     }
 }
 
+/// Makes ring rustls's process-wide crypto provider (once; later calls are no-ops), so
+/// wss:// works whichever crate first builds a TLS config (crates.md "Cautions").
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// Opens `url` with `Authorization: Bearer {api_key}`.
 pub async fn connect(
     url: &str,
     api_key: &str,
     timeout: Duration,
 ) -> Result<ProviderSocket, ConnectError> {
+    install_crypto_provider();
     let mut request = url
         .into_client_request()
         .map_err(|e| ConnectError::BadUrl(e.to_string()))?;
@@ -46,5 +56,28 @@ pub async fn connect(
         Err(_) => Err(ConnectError::Timeout(timeout)),
         Ok(Err(e)) => Err(ConnectError::Refused(e.to_string())),
         Ok(Ok((socket, _response))) => Ok(socket),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wss_has_a_crypto_provider_and_failures_have_codes() {
+        install_crypto_provider();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+        // Nothing listens on port 9: refused quickly, with a code for the call record.
+        let e = connect("ws://127.0.0.1:9/v1/realtime", "sk", Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "provider_connect_failed");
+        // A TLS handshake is attempted (and fails) rather than panicking for want of a provider.
+        let e = connect("wss://127.0.0.1:9/v1/realtime", "sk", Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "provider_connect_failed");
+        let e = connect("not a url", "sk", Duration::from_secs(2)).await.unwrap_err();
+        assert_eq!(e.code(), "provider_misconfigured");
     }
 }
