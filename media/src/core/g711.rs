@@ -222,13 +222,13 @@ mod tests {
 
     #[test]
     fn ulaw_decode_matches_spec_table_for_all_256_codes() {
-        for i in 0..128usize {
-            assert_eq!(ulaw_decode(i as u8), ULAW_SPEC_LOW_HALF[i], "code {i:#04x}");
+        for (code, &value) in (0u8..).zip(&ULAW_SPEC_LOW_HALF) {
+            assert_eq!(ulaw_decode(code), value, "code {code:#04x}");
             assert_eq!(
-                ulaw_decode(0x80 | i as u8),
-                -ULAW_SPEC_LOW_HALF[i],
+                ulaw_decode(0x80 | code),
+                -value,
                 "code {:#04x}",
-                0x80 | i
+                0x80 | code
             );
         }
     }
