@@ -19,6 +19,16 @@ pub struct ProviderEndpoint {
     pub api_key: Option<Secret>,
 }
 
+/// A STUN or TURN server the browser widget may use (RTCIceServer's shape).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
 pub const OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
 
 /// Everything the control plane needs to start.
@@ -36,6 +46,8 @@ pub struct ControlConfig {
     pub trust_forwarded_for: bool,
     pub twilio: Option<TwilioAccount>,
     pub openai: ProviderEndpoint,
+    /// Handed to the widget; empty means host candidates only (fine on a LAN or localhost).
+    pub ice_servers: Vec<IceServer>,
 }
 
 impl ControlConfig {
@@ -52,6 +64,7 @@ impl ControlConfig {
                 url: OPENAI_REALTIME_URL.into(),
                 api_key: None,
             },
+            ice_servers: Vec::new(),
         }
     }
 

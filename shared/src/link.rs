@@ -41,6 +41,16 @@ pub trait ControlLink: Send + Sync + 'static {
         stream_sid: &str,
     ) -> impl Future<Output = Result<CallPlan, PlanError>> + Send;
 
+    /// Starts a browser call for the agent whose public widget key is `public_key`,
+    /// from `client_ip`: checks that calling is allowed (workspace switch, agent
+    /// capability, agent live, per-address limit), creates the call record (source web,
+    /// answered) and returns its plan. `InvalidToken` for an unknown key.
+    fn plan_web_call(
+        &self,
+        public_key: &str,
+        client_ip: &str,
+    ) -> impl Future<Output = Result<CallPlan, PlanError>> + Send;
+
     /// Hands one event of a call to the control plane. Never blocks and never drops:
     /// implementations queue (and spool, if their transport is down).
     fn emit(&self, call_id: &CallId, event: CallEvent);

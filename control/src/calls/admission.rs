@@ -88,9 +88,18 @@ fn month_start_ms(now_ms: i64) -> i64 {
 
 /// `None` if the call may go ahead.
 pub async fn check(db: &Db, target: &Target) -> Result<Option<Refusal>, sqlx::Error> {
-    let Some(agent_id) = &target.agent_id else {
-        return Ok(Some(Refusal::NoAgent));
-    };
+    match &target.agent_id {
+        None => Ok(Some(Refusal::NoAgent)),
+        Some(agent_id) => check_agent(db, &target.workspace_id, agent_id).await,
+    }
+}
+
+/// The agent's and workspace's switches, then money; `None` if a call may go ahead.
+pub async fn check_agent(
+    db: &Db,
+    workspace_id: &str,
+    agent_id: &str,
+) -> Result<Option<Refusal>, sqlx::Error> {
     let (agent_status, agent_call, ws_status, ws_call): (String, i64, String, i64) =
         sqlx::query_as(
             "SELECT a.status, a.enabled_call, w.status, w.call_enabled
@@ -98,7 +107,7 @@ pub async fn check(db: &Db, target: &Target) -> Result<Option<Refusal>, sqlx::Er
          WHERE a.id = $1 AND a.workspace_id = $2",
         )
         .bind(agent_id)
-        .bind(&target.workspace_id)
+        .bind(workspace_id)
         .fetch_one(&db.pool)
         .await?;
     if !["active", "trial"].contains(&ws_status.as_str()) {
@@ -113,7 +122,7 @@ pub async fn check(db: &Db, target: &Target) -> Result<Option<Refusal>, sqlx::Er
     let limit: Option<(Option<i64>,)> = sqlx::query_as(
         "SELECT usage_limit_monthly_micros FROM workspace_billing_settings WHERE workspace_id = $1",
     )
-    .bind(&target.workspace_id)
+    .bind(workspace_id)
     .fetch_optional(&db.pool)
     .await?;
     if let Some((Some(limit),)) = limit {
@@ -121,7 +130,7 @@ pub async fn check(db: &Db, target: &Target) -> Result<Option<Refusal>, sqlx::Er
             "SELECT CAST(COALESCE(SUM(final_cost_micros), 0) AS BIGINT) FROM usage_records
              WHERE workspace_id = $1 AND created_at >= $2",
         )
-        .bind(&target.workspace_id)
+        .bind(workspace_id)
         .bind(month_start_ms(now_ms()))
         .fetch_one(&db.pool)
         .await?;
@@ -132,7 +141,7 @@ pub async fn check(db: &Db, target: &Target) -> Result<Option<Refusal>, sqlx::Er
     // Prepaid workspaces have a balance row; postpaid ones have none.
     let balance: Option<(i64,)> =
         sqlx::query_as("SELECT balance_micros FROM workspace_balances WHERE workspace_id = $1")
-            .bind(&target.workspace_id)
+            .bind(workspace_id)
             .fetch_optional(&db.pool)
             .await?;
     if balance.is_some_and(|(b,)| b <= 0) {

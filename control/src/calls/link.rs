@@ -20,6 +20,8 @@ pub struct LiveCall {
     pub workspace_id: String,
     pub agent_id: String,
     pub started_at_ms: i64,
+    /// The browser caller's address (web calls), for the per-address limit.
+    pub client_ip: Option<String>,
 }
 
 #[derive(Clone)]
@@ -75,6 +77,25 @@ impl ControlLink for InProcessLink {
                 workspace_id: plan.workspace_id.0.clone(),
                 agent_id: plan.agent_id.0.clone(),
                 started_at_ms: now_ms(),
+                client_ip: None,
+            }),
+        );
+        Ok(plan)
+    }
+
+    async fn plan_web_call(
+        &self,
+        public_key: &str,
+        client_ip: &str,
+    ) -> Result<CallPlan, PlanError> {
+        let plan = plan::start_web_call(&self.state, public_key, client_ip).await?;
+        self.state.live.insert(
+            plan.call_id.0.clone(),
+            Arc::new(LiveCall {
+                workspace_id: plan.workspace_id.0.clone(),
+                agent_id: plan.agent_id.0.clone(),
+                started_at_ms: now_ms(),
+                client_ip: Some(client_ip.to_owned()),
             }),
         );
         Ok(plan)

@@ -61,6 +61,15 @@ async fn provider_target(
     .map_err(unavailable)?;
     let (env_url, env_key) = match kind {
         ProviderKind::Openai => (config.openai.url.clone(), config.openai.api_key.clone()),
+        // The built-in diagnostic provider runs inside the media plane: no URL, no key.
+        ProviderKind::Echo => {
+            return Ok(ProviderTarget {
+                kind,
+                url: "builtin:echo".into(),
+                api_key: Secret(String::new()),
+                model: "echo".into(),
+            });
+        }
         _ => {
             return Err(PlanError::Refused {
                 code: "provider_unavailable".into(),
@@ -160,6 +169,87 @@ pub async fn redeem_twilio(
             .map_err(unavailable)?;
         }
         Err(_) => {}
+    }
+    plan
+}
+
+/// Most browser calls one address may have open at once.
+pub const MAX_WEB_CALLS_PER_ADDRESS: usize = 3;
+
+/// Starts a browser call (see `ControlLink::plan_web_call`).
+pub async fn start_web_call(
+    state: &AppState,
+    public_key: &str,
+    client_ip: &str,
+) -> Result<CallPlan, PlanError> {
+    let agent: Option<(String, String)> =
+        sqlx::query_as("SELECT id, workspace_id FROM voice_agents WHERE widget_public_key = $1")
+            .bind(public_key)
+            .fetch_optional(&state.db.pool)
+            .await
+            .map_err(unavailable)?;
+    let (agent_id, workspace_id) = agent.ok_or(PlanError::InvalidToken)?;
+    if let Some(refusal) = crate::calls::admission::check_agent(&state.db, &workspace_id, &agent_id)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(PlanError::Refused {
+            code: refusal.code().into(),
+        });
+    }
+    let open_here = state
+        .live
+        .iter()
+        .filter(|c| c.client_ip.as_deref() == Some(client_ip))
+        .count();
+    if open_here >= MAX_WEB_CALLS_PER_ADDRESS {
+        return Err(PlanError::Refused {
+            code: "too_many_calls".into(),
+        });
+    }
+    let call_id = crate::util::new_id("call");
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO calls (id, workspace_id, agent_id, source, direction, status, metadata,
+                            started_at, answered_at, created_at, updated_at)
+         VALUES ($1, $2, $3, 'web', 'inbound', 'in-progress', $4, $5, $5, $5, $5)",
+    )
+    .bind(&call_id)
+    .bind(&workspace_id)
+    .bind(&agent_id)
+    .bind(serde_json::json!({ "client_ip": client_ip }).to_string())
+    .bind(now)
+    .execute(&state.db.pool)
+    .await
+    .map_err(unavailable)?;
+    let plan = build(state, &call_id, &workspace_id, CallSource::Web).await;
+    match &plan {
+        Ok(plan) => {
+            let provider = plan.providers.first().map(|p| p.kind.as_str());
+            let model = plan.providers.first().map(|p| p.model.as_str());
+            sqlx::query("UPDATE calls SET voice_provider_used = $1, model_id = $2 WHERE id = $3")
+                .bind(provider)
+                .bind(model)
+                .bind(&call_id)
+                .execute(&state.db.pool)
+                .await
+                .map_err(unavailable)?;
+        }
+        Err(e) => {
+            let code = match e {
+                PlanError::Refused { code } => code.clone(),
+                _ => "plan_failed".into(),
+            };
+            sqlx::query(
+                "UPDATE calls SET status = 'failed', error_code = $1, ended_at = $2 WHERE id = $3",
+            )
+            .bind(code)
+            .bind(now)
+            .bind(&call_id)
+            .execute(&state.db.pool)
+            .await
+            .map_err(unavailable)?;
+        }
     }
     plan
 }

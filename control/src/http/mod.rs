@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod phone_numbers;
 pub mod ratelimit;
 pub mod twilio_webhooks;
+pub mod widget;
 pub mod workspaces;
 
 use crate::metrics::HttpLabels;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(phone_numbers::router())
         .merge(calls::router())
         .merge(twilio_webhooks::router())
+        .merge(widget::router())
         .merge(admin_auth::router())
         .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("route") })

@@ -277,6 +277,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Public,
         "Twilio status callback (signed)",
     ),
+    ep(
+        "GET",
+        "/widget/{public_key}/config",
+        Public,
+        "The call widget's public configuration (CORS: any origin)",
+    ),
     ep("POST", "/api/v1/admin/auth/login", Public, "Admin log in"),
     ep("POST", "/api/v1/admin/auth/logout", Admin, "Admin log out"),
     ep("GET", "/api/v1/admin/auth/me", Admin, "The signed-in admin"),

@@ -1,0 +1,186 @@
+//! The browser call widget's control-plane side: its public config (callEnabled only when
+//! the workspace switch, the agent's capability and its live status all allow it; CORS for
+//! any origin) and starting a web call (refusals, per-address limit, the record it makes).
+
+mod support;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use support::TestApp;
+use vocalized_control::calls::link::InProcessLink;
+use vocalized_shared::link::{ControlLink, PlanError};
+use vocalized_shared::plan::{CallSource, ProviderKind};
+
+/// A workspace with a live echo agent; returns (owner token, workspace id, agent id, key).
+async fn echo_agent(app: &TestApp) -> (String, String, String, String) {
+    let (token, _, _) = app.signup("owner@web.example").await;
+    let ws = app.workspace(&token, "Web Co").await;
+    let a = app
+        .post(
+            &format!("/api/v1/workspaces/{ws}/agents"),
+            Some(&token),
+            json!({ "name": "Echo desk", "voice_provider": "echo",
+                    "config": { "call": { "callButtonText": "Talk to us", "callButtonColor": "#112233" } } }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let agent = a.body["agent"]["id"].as_str().unwrap().to_owned();
+    let key = a.body["agent"]["widget_public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (token, ws, agent, key)
+}
+
+async fn widget_config_reflects_every_switch(app: TestApp) {
+    let (token, ws, agent, key) = echo_agent(&app).await;
+    let path = format!("/widget/{key}/config");
+    let draft = app.call("GET", &path, None, None).await;
+    assert_eq!(draft.status, StatusCode::OK);
+    assert_eq!(
+        draft.body["callEnabled"], false,
+        "a draft agent takes no calls"
+    );
+    assert_eq!(draft.body["buttonText"], "Talk to us");
+    assert_eq!(draft.body["buttonColor"], "#112233");
+    assert_eq!(draft.body["buttonPosition"], "bottom-right");
+    assert_eq!(draft.body["testProvider"], true);
+    assert!(draft.body["iceServers"].is_array());
+
+    app.post(
+        &format!("/api/v1/workspaces/{ws}/agents/{agent}/activate"),
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        app.call("GET", &path, None, None).await.body["callEnabled"],
+        true
+    );
+
+    app.call(
+        "PUT",
+        &format!("/api/v1/workspaces/{ws}/agents/{agent}"),
+        Some(&token),
+        Some(json!({ "enabled_call": false })),
+    )
+    .await;
+    assert_eq!(
+        app.call("GET", &path, None, None).await.body["callEnabled"],
+        false
+    );
+    app.call(
+        "PUT",
+        &format!("/api/v1/workspaces/{ws}/agents/{agent}"),
+        Some(&token),
+        Some(json!({ "enabled_call": true })),
+    )
+    .await;
+    sqlx::query("UPDATE workspaces SET call_enabled = 0 WHERE id = $1")
+        .bind(&ws)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.call("GET", &path, None, None).await.body["callEnabled"],
+        false
+    );
+
+    assert_eq!(
+        app.call("GET", "/widget/pk_unknown/config", None, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Any origin may read it.
+    let req = axum::http::Request::builder()
+        .uri(&path)
+        .header("origin", "https://customer.example")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(app.router.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    // The rest of the API is not opened up.
+    let req = axum::http::Request::builder()
+        .uri("/api/v1/auth/me")
+        .header("origin", "https://customer.example")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(app.router.clone(), req)
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}
+
+async fn web_calls_start_with_refusals_and_a_per_address_limit(app: TestApp) {
+    let (token, ws, agent, key) = echo_agent(&app).await;
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    assert_eq!(
+        link.plan_web_call("pk_nope", "10.0.0.1").await,
+        Err(PlanError::InvalidToken)
+    );
+    assert_eq!(
+        link.plan_web_call(&key, "10.0.0.1").await,
+        Err(PlanError::Refused {
+            code: "agent_not_live".into()
+        })
+    );
+    app.post(
+        &format!("/api/v1/workspaces/{ws}/agents/{agent}/activate"),
+        Some(&token),
+        json!({}),
+    )
+    .await;
+
+    let plan = link.plan_web_call(&key, "10.0.0.1").await.expect("plan");
+    assert_eq!(plan.source, CallSource::Web);
+    assert_eq!(plan.providers[0].kind, ProviderKind::Echo);
+    let call = app
+        .get(
+            &format!("/api/v1/workspaces/{ws}/calls/{}", plan.call_id),
+            &token,
+        )
+        .await;
+    assert_eq!(call.body["call"]["source"], "web");
+    assert_eq!(call.body["call"]["status"], "in-progress");
+    assert_eq!(call.body["call"]["caller_number"], serde_json::Value::Null);
+    let live = app
+        .get(&format!("/api/v1/workspaces/{ws}/calls/live"), &token)
+        .await;
+    assert_eq!(live.body["active_calls"][0]["source"], "web");
+
+    for _ in 0..2 {
+        link.plan_web_call(&key, "10.0.0.1")
+            .await
+            .expect("within the limit");
+    }
+    assert_eq!(
+        link.plan_web_call(&key, "10.0.0.1").await,
+        Err(PlanError::Refused {
+            code: "too_many_calls".into()
+        })
+    );
+    link.plan_web_call(&key, "10.0.0.2")
+        .await
+        .expect("another address is not limited");
+
+    sqlx::query("UPDATE workspaces SET call_enabled = 0 WHERE id = $1")
+        .bind(&ws)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        link.plan_web_call(&key, "10.0.0.3").await,
+        Err(PlanError::Refused {
+            code: "calling_disabled".into()
+        })
+    );
+}
+
+on_both_databases!(
+    widget_config_reflects_every_switch,
+    web_calls_start_with_refusals_and_a_per_address_limit,
+);
