@@ -18,6 +18,9 @@ pub struct HttpLabels {
 
 pub struct Metrics {
     registry: Registry,
+    /// Other planes' expositions served from the same `/metrics` (the media plane's, in a
+    /// single-process deployment).
+    extra: std::sync::RwLock<Vec<fn() -> String>>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
 }
@@ -41,6 +44,7 @@ impl Default for Metrics {
         );
         Self {
             registry,
+            extra: std::sync::RwLock::new(Vec::new()),
             http_requests,
             http_duration,
         }
@@ -51,8 +55,17 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
+        for render in self.extra.read().expect("metrics lock").iter() {
+            out.push_str(&render());
+        }
+        out.push_str("# EOF\n");
         out
+    }
+
+    /// Serves `render`'s exposition from this `/metrics` too.
+    pub fn add_renderer(&self, render: fn() -> String) {
+        self.extra.write().expect("metrics lock").push(render);
     }
 }

@@ -4,10 +4,12 @@
 //! - [`node`]: the HTTP surface of a standalone media node (`vocalized media`): liveness,
 //!   readiness (false while draining) and Prometheus metrics.
 //! - [`twilio_call`]: `/media/twilio`, one task per phone call around a `CallSession`.
+//! - [`metrics`]: call setup, time to first audio, gateway-added latency per direction.
 //! - [`provider_ws`]: provider WebSocket clients (bounded connect, auth header).
 //!
 //! The WebRTC peer joins this folder when it is built (ARCHITECTURE.md §4).
 
+pub mod metrics;
 pub mod node;
 pub mod provider_ws;
 pub mod twilio_call;

@@ -7,6 +7,7 @@
 //! to the session and carrying out what it asks. Malformed frames are counted and skipped;
 //! the call goes on.
 
+use super::metrics::{self, Kind};
 use super::node::NodeState;
 use super::provider_ws::{self, ProviderSocket};
 use crate::core::session::{
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message as PMessage;
 use tracing::{Instrument, debug, info, info_span, warn};
 use vocalized_shared::audio::AudioFormat;
-use vocalized_shared::events::EndReason;
+use vocalized_shared::events::{CallEventKind, EndReason};
 use vocalized_shared::link::ControlLink;
 use vocalized_shared::plan::{CallPlan, ProviderKind};
 
@@ -178,6 +179,7 @@ async fn bridge<L: ControlLink>(
     let mut text = String::with_capacity(2048);
     let mut apologise = false;
 
+    let setup_started = Instant::now();
     let mut provider = match connect_provider(&plan, &shared.config).await {
         Ok(p) => Some(p),
         Err(code) => {
@@ -190,6 +192,13 @@ async fn bridge<L: ControlLink>(
             None
         }
     };
+    if provider.is_some() {
+        metrics::get()
+            .setup
+            .observe(setup_started.elapsed().as_secs_f64());
+    }
+    // What the last input was and when it arrived, for the added-latency metric.
+    let mut arrived: Option<(Instant, &'static str)> = None;
     let mut decoder = openai::OpenAiDecoder::new(
         plan.providers
             .first()
@@ -225,8 +234,37 @@ async fn bridge<L: ControlLink>(
                             provider = None;
                         }
                     }
+                    if let (ProviderCommand::Audio(_), Some((at, "caller_to_provider"))) =
+                        (cmd, arrived)
+                    {
+                        metrics::get().observe_added("caller_to_provider", at.elapsed());
+                        arrived = None;
+                    }
                 }
-                Output::Event(event) => shared.link.emit(&call_id, event),
+                Output::Event(event) => {
+                    match &event.kind {
+                        CallEventKind::ProviderAudioStarted { ttfa_ms } => {
+                            metrics::get()
+                                .time_to_first_audio
+                                .observe(*ttfa_ms as f64 / 1000.0);
+                        }
+                        CallEventKind::Ended(reason) => {
+                            let kind = match reason {
+                                EndReason::CallerHangup => "caller_hangup",
+                                EndReason::ProviderError { .. } => "provider_error",
+                                EndReason::MaxDuration => "max_duration",
+                                EndReason::SilenceTimeout => "silence_timeout",
+                                _ => "agent_or_phrase",
+                            };
+                            metrics::get()
+                                .calls_ended
+                                .get_or_create(&Kind { kind })
+                                .inc();
+                        }
+                        _ => {}
+                    }
+                    shared.link.emit(&call_id, event);
+                }
             }
         }
         if session.is_ended() {
@@ -236,8 +274,12 @@ async fn bridge<L: ControlLink>(
         tokio::select! {
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Text(t))) => {
+                    let now = Instant::now();
                     if let Some(msg) = parse(t.as_str(), &mut bad_frames) {
-                        session.handle_input(Input::Twilio(&msg), Instant::now());
+                        if matches!(msg, twilio::Inbound::Media { .. }) {
+                            arrived = Some((now, "caller_to_provider"));
+                        }
+                        session.handle_input(Input::Twilio(&msg), now);
                     }
                 }
                 Some(Ok(Message::Binary(_))) => bad_frames += 1,
@@ -251,6 +293,7 @@ async fn bridge<L: ControlLink>(
             frame = next_provider_frame(&mut provider) => match frame {
                 Some(PMessage::Text(t)) => {
                     let now = Instant::now();
+                    arrived = Some((now, "provider_to_caller"));
                     decoder.handle_text(t.as_str(), |ev| session.handle_input(Input::Provider(ev), now));
                 }
                 Some(_) => {}
@@ -262,6 +305,13 @@ async fn bridge<L: ControlLink>(
             _ = sleep_until(deadline) => session.handle_input(Input::Timeout, Instant::now()),
         }
     }
+    let m = metrics::get();
+    m.malformed_frames
+        .get_or_create(&Kind { kind: "twilio" })
+        .inc_by(bad_frames);
+    m.malformed_frames
+        .get_or_create(&Kind { kind: "provider" })
+        .inc_by(decoder.malformed);
     if bad_frames > 0 || decoder.malformed > 0 {
         info!(
             bad_twilio_frames = bad_frames,
