@@ -41,6 +41,19 @@ impl InProcessLink {
     pub fn state(&self) -> &AppState {
         &self.state
     }
+
+    /// Lists the planned call as live on this node until its `Ended` event is written.
+    fn track(&self, plan: &CallPlan, client_ip: Option<&str>) {
+        self.state.live.insert(
+            plan.call_id.0.clone(),
+            Arc::new(LiveCall {
+                workspace_id: plan.workspace_id.0.clone(),
+                agent_id: plan.agent_id.0.clone(),
+                started_at_ms: now_ms(),
+                client_ip: client_ip.map(str::to_owned),
+            }),
+        );
+    }
 }
 
 async fn write_events(state: AppState, mut rx: mpsc::UnboundedReceiver<(CallId, CallEvent)>) {
@@ -71,15 +84,7 @@ async fn write_events(state: AppState, mut rx: mpsc::UnboundedReceiver<(CallId, 
 impl ControlLink for InProcessLink {
     async fn plan_twilio_call(&self, token: &str, stream_sid: &str) -> Result<CallPlan, PlanError> {
         let plan = plan::redeem_twilio(&self.state, token, stream_sid).await?;
-        self.state.live.insert(
-            plan.call_id.0.clone(),
-            Arc::new(LiveCall {
-                workspace_id: plan.workspace_id.0.clone(),
-                agent_id: plan.agent_id.0.clone(),
-                started_at_ms: now_ms(),
-                client_ip: None,
-            }),
-        );
+        self.track(&plan, None);
         Ok(plan)
     }
 
@@ -89,15 +94,7 @@ impl ControlLink for InProcessLink {
         client_ip: &str,
     ) -> Result<CallPlan, PlanError> {
         let plan = plan::start_web_call(&self.state, public_key, client_ip).await?;
-        self.state.live.insert(
-            plan.call_id.0.clone(),
-            Arc::new(LiveCall {
-                workspace_id: plan.workspace_id.0.clone(),
-                agent_id: plan.agent_id.0.clone(),
-                started_at_ms: now_ms(),
-                client_ip: Some(client_ip.to_owned()),
-            }),
-        );
+        self.track(&plan, Some(client_ip));
         Ok(plan)
     }
 
