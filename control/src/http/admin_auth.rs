@@ -1,20 +1,18 @@
 //! Platform admin authentication (seed Phase II "Admin Authentication").
 
-use super::auth::{Problems, RefreshBody};
+use super::auth::{LoginBody, Problems, RefreshBody, check_password};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ClientIp, CurrentAdmin};
 use super::json::Json;
-use super::ratelimit::Bucket;
+use crate::auth::sessions;
 use crate::auth::tokens::Audience;
-use crate::auth::{password, sessions};
 use crate::state::AppState;
-use crate::util::{normalize_email, now_ms};
+use crate::util::now_ms;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde_json::json;
 
 pub fn router() -> Router<AppState> {
@@ -25,50 +23,22 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/admin/auth/refresh", post(refresh))
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
-    email: Option<String>,
-    password: Option<String>,
-}
-
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let now = now_ms();
-    state.limiter.hit(Bucket::LoginIp, &ip, now)?;
-    let mut problems = Problems::default();
-    let raw = problems.required("email", &body.email).to_owned();
-    if body.password.as_deref().unwrap_or_default().is_empty() {
-        problems.add("password", "is required");
-    }
-    problems.into_result()?;
-    let email = normalize_email(&raw).unwrap_or(raw.to_lowercase());
-    state
-        .limiter
-        .hit(Bucket::LoginEmail, &format!("admin:{email}"), now)?;
+    let (email, password) = body.attempt(&state, &ip, "admin:")?;
     let row: Option<(String, String, String, String, String, i64)> = sqlx::query_as(
         "SELECT id, email, name, role, password_hash, is_active FROM platform_admins WHERE email = $1",
     )
     .bind(&email)
     .fetch_optional(&state.db.pool)
     .await?;
-    let password = body.password.unwrap_or_default();
-    let Some((id, email, name, role, hash, is_active)) = row else {
-        password::verify(&password, password::dummy_hash());
-        return Err(ApiError::Unauthorized("wrong email or password"));
-    };
-    if !password::verify(&password, &hash) {
-        return Err(ApiError::Unauthorized("wrong email or password"));
-    }
-    if is_active != 1 {
-        return Err(ApiError::Forbidden(
-            "this admin account has been deactivated",
-        ));
-    }
+    check_password(&password, row.as_ref().map(|r| (r.4.as_str(), r.5)))?;
+    let (id, email, name, role, _, _) = row.expect("checked above");
     sqlx::query("UPDATE platform_admins SET last_login = $1 WHERE id = $2")
-        .bind(now)
+        .bind(now_ms())
         .bind(&id)
         .execute(&state.db.pool)
         .await?;

@@ -190,9 +190,46 @@ async fn signup(
 }
 
 #[derive(Deserialize)]
-struct LoginBody {
+pub struct LoginBody {
     email: Option<String>,
     password: Option<String>,
+}
+
+impl LoginBody {
+    /// Validates the body and counts the attempt against the per-IP and per-email limits;
+    /// returns (normalised email, password). `scope` keeps admin and client limits apart.
+    pub fn attempt(self, state: &AppState, ip: &str, scope: &str) -> ApiResult<(String, String)> {
+        let now = now_ms();
+        state.limiter.hit(Bucket::LoginIp, ip, now)?;
+        let mut problems = Problems::default();
+        let raw = problems.required("email", &self.email).to_owned();
+        let password = self.password.unwrap_or_default();
+        if password.is_empty() {
+            problems.add("password", "is required");
+        }
+        problems.into_result()?;
+        let email = normalize_email(&raw).unwrap_or(raw.to_lowercase());
+        state
+            .limiter
+            .hit(Bucket::LoginEmail, &format!("{scope}{email}"), now)?;
+        Ok((email, password))
+    }
+}
+
+/// Checks a password against the account found (or not) for the email. An unknown email
+/// costs the same argon2 work as a wrong password and gets the same answer.
+pub fn check_password(password: &str, found: Option<(&str, i64)>) -> ApiResult<()> {
+    let Some((hash, is_active)) = found else {
+        password::verify(password, password::dummy_hash());
+        return Err(ApiError::Unauthorized("wrong email or password"));
+    };
+    if !password::verify(password, hash) {
+        return Err(ApiError::Unauthorized("wrong email or password"));
+    }
+    if is_active != 1 {
+        return Err(ApiError::Forbidden("this account has been deactivated"));
+    }
+    Ok(())
 }
 
 async fn login(
@@ -200,36 +237,17 @@ async fn login(
     ClientIp(ip): ClientIp,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let now = now_ms();
-    state.limiter.hit(Bucket::LoginIp, &ip, now)?;
-    let mut problems = Problems::default();
-    let email_raw = problems.required("email", &body.email).to_owned();
-    if body.password.as_deref().unwrap_or_default().is_empty() {
-        problems.add("password", "is required");
-    }
-    problems.into_result()?;
-    let email = normalize_email(&email_raw).unwrap_or(email_raw.to_lowercase());
-    state.limiter.hit(Bucket::LoginEmail, &email, now)?;
-
+    let (email, password) = body.attempt(&state, &ip, "")?;
     let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
         "SELECT id, email, name, password_hash, is_active FROM client_users WHERE email = $1",
     )
     .bind(&email)
     .fetch_optional(&state.db.pool)
     .await?;
-    let password = body.password.unwrap_or_default();
-    let Some((id, email, name, hash, is_active)) = row else {
-        password::verify(&password, password::dummy_hash());
-        return Err(ApiError::Unauthorized("wrong email or password"));
-    };
-    if !password::verify(&password, &hash) {
-        return Err(ApiError::Unauthorized("wrong email or password"));
-    }
-    if is_active != 1 {
-        return Err(ApiError::Forbidden("this account has been deactivated"));
-    }
+    check_password(&password, row.as_ref().map(|r| (r.3.as_str(), r.4)))?;
+    let (id, email, name, _, _) = row.expect("checked above");
     sqlx::query("UPDATE client_users SET last_login = $1 WHERE id = $2")
-        .bind(now)
+        .bind(now_ms())
         .bind(&id)
         .execute(&state.db.pool)
         .await?;
