@@ -16,11 +16,14 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// Renders another exposition to append (the media plane's).
+pub type Renderer = Box<dyn Fn() -> String + Send + Sync>;
+
 pub struct Metrics {
     registry: Registry,
     /// Other planes' expositions served from the same `/metrics` (the media plane's, in a
     /// single-process deployment).
-    extra: std::sync::RwLock<Vec<fn() -> String>>,
+    extra: std::sync::RwLock<Vec<Renderer>>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
 }
@@ -65,7 +68,7 @@ impl Metrics {
     }
 
     /// Serves `render`'s exposition from this `/metrics` too.
-    pub fn add_renderer(&self, render: fn() -> String) {
+    pub fn add_renderer(&self, render: Renderer) {
         self.extra.write().expect("metrics lock").push(render);
     }
 }

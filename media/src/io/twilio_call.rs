@@ -220,6 +220,12 @@ async fn bridge<L: ControlLink>(
                     {
                         debug!("Twilio socket gone while sending");
                     }
+                    if let (twilio::Outbound::Media { .. }, Some((at, "provider_to_caller"))) =
+                        (msg, arrived)
+                    {
+                        metrics::get().observe_added("provider_to_caller", at.elapsed());
+                        arrived = None;
+                    }
                 }
                 Output::Caller(CallerOutput::Hangup) => {
                     apologise = matches!(
