@@ -18,6 +18,7 @@ pub mod calls;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod demo;
 pub mod email;
 pub mod http;
 pub mod metrics;
