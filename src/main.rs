@@ -10,11 +10,11 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    // rustls is not in this binary's dependency tree yet (`cargo tree -i rustls -e normal`).
-    // When webrtc, async-nats or tokio-tungstenite's TLS bring it in, both ring and aws-lc-rs
-    // get compiled and rustls' `ClientConfig::builder()` panics unless one provider is
-    // chosen first (crates.md, "Cautions"). Install it here, before anything else:
-    //     let _ = rustls::crypto::ring::default_provider().install_default();
+    // rustls arrives with the media plane's wss:// provider clients, and ring and aws-lc-rs
+    // are both compiled in, so rustls cannot pick a crypto provider by itself and
+    // `ClientConfig::builder()` would panic (crates.md, "Cautions"). Choose ring before
+    // any other code can build a TLS config.
+    vocalized_media::io::provider_ws::install_crypto_provider();
 
     let cli = cli::Cli::parse();
     init_tracing();

@@ -272,6 +272,28 @@ fn serve_answers_healthz() {
 }
 
 #[test]
+fn serve_takes_twilio_media_streams_and_control_does_not() {
+    let tmp = TempDir::new("vz-cli");
+    let (_server, addr) = start_serve(&tmp.0);
+    // A plain GET reaches the WebSocket route and is refused for lacking the upgrade.
+    assert_eq!(http_get(addr, "/media/twilio").0, 400);
+
+    let mut command = vocalized(&tmp.0);
+    command
+        .args([
+            "control",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "control-data",
+        ])
+        .env("VOCALIZED_MASTER_KEY", "42".repeat(32));
+    let mut control = Process::spawn(&mut command);
+    let addr = control.wait_listening();
+    assert_eq!(http_get(addr, "/media/twilio").0, 404);
+}
+
+#[test]
 fn first_start_generates_the_master_key_and_later_starts_reuse_it() {
     let tmp = TempDir::new("vz-cli");
     let key_path = tmp.0.join("data/master.key");

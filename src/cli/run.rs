@@ -7,14 +7,20 @@ use anyhow::Context as _;
 use std::fmt;
 use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use vocalized_control::calls::link::InProcessLink;
 use vocalized_control::{CreateAdminError, Db};
 use vocalized_media::io::NodeState;
+use vocalized_media::io::twilio_call::{self, TwilioCallConfig};
 
 /// How long a stopping server waits for open requests (and a media node for its calls)
 /// before it exits anyway; orchestrators usually kill after 30 s, so finish first.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// How long a stopping `serve` waits for queued call events to reach the database.
+const EVENT_FLUSH_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the process stops with a non-zero exit code.
 #[derive(Debug)]
@@ -86,11 +92,34 @@ async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
         .await
         .with_context(|| format!("cannot open the database {database}"))?;
     let db = state.db.clone();
-    // In Mode::All the media plane's call routes merge in here once they exist; its
-    // /healthz and /metrics stay the control plane's in a single process.
-    let app = vocalized_control::router(state);
+    let node = NodeState::new();
+    let mut app = vocalized_control::router(state.clone());
+    let mut event_writer = None;
+    if mode == Mode::All {
+        // One process: the media plane reads call plans and writes call events straight
+        // through the control plane (ARCHITECTURE.md §2, in-process link).
+        // One /metrics for both planes.
+        let media_node = node.clone();
+        state.metrics.add_renderer(Box::new(move || {
+            media_node.render_metrics() + &vocalized_media::io::metrics::render()
+        }));
+        let (link, writer) = InProcessLink::start(state);
+        let calls = twilio_call::router(Arc::new(link), node.clone(), TwilioCallConfig::default());
+        app = app.merge(calls);
+        event_writer = Some(writer);
+    }
     println!("vocalized listening on http://{bound} (public URL {public_url})");
-    let served = serve_until_shutdown(listener, app, || async {}).await;
+    let served = serve_until_shutdown(listener, app, || drain_calls(node)).await;
+    if let Some(writer) = event_writer {
+        // The writer ends once the last call task has dropped its link; waiting for it
+        // means every usage and ended event is in the database before the pool closes.
+        if tokio::time::timeout(EVENT_FLUSH_GRACE, writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("call events still queued after {EVENT_FLUSH_GRACE:?}; exiting anyway");
+        }
+    }
     // Closing the pool lets SQLite checkpoint its WAL, leaving one tidy file behind.
     db.pool.close().await;
     served.map_err(Failure::Runtime)
