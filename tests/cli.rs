@@ -451,3 +451,67 @@ fn media_node_answers_health_checks_and_stops_on_sigterm() {
         node.stderr_so_far()
     );
 }
+
+/// The stdout line that starts with `prefix`, waiting for it (the demo lines follow the
+/// listening line).
+fn line_starting(server: &Process, prefix: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(line) = server
+            .stdout_so_far()
+            .lines()
+            .find(|l| l.starts_with(prefix))
+        {
+            return line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {prefix:?} line: {}",
+            server.stdout_so_far()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn demo_creates_one_echo_workspace_and_prints_its_page_and_login() {
+    let tmp = TempDir::new("vz-cli");
+    let start = || {
+        let mut command = vocalized(&tmp.0);
+        command.args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+        ]);
+        let mut server = Process::spawn(&mut command);
+        let addr = server.wait_listening();
+        let page = line_starting(&server, "vocalized demo page: ");
+        let login = line_starting(&server, "vocalized demo login: ");
+        (server, addr, page, login)
+    };
+    let (mut server, addr, page, login) = start();
+    assert!(
+        page.starts_with(&format!("vocalized demo page: http://{addr}/demo/pk_")),
+        "{page}"
+    );
+    let key = page.rsplit('/').next().unwrap().to_owned();
+    let (status, body) = http_get(addr, &format!("/widget/{key}/config"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""callEnabled":true"#) && body.contains(r#""testProvider":true"#),
+        "{body}"
+    );
+    let words: Vec<&str> = login.split_whitespace().collect();
+    assert_eq!(words[3], "demo@vocalized.local");
+    assert_eq!(words[4].len(), 16, "{login}");
+    assert!(server.terminate().success());
+
+    // A restart keeps the same demo and can still print its login.
+    let (mut again, _, page2, login2) = start();
+    assert_eq!(page2.rsplit('/').next().unwrap(), key);
+    assert_eq!(login2.split_whitespace().nth(4), Some(words[4]));
+    assert!(again.terminate().success());
+}

@@ -47,7 +47,6 @@ impl Gateway {
             .env("VOCALIZED_TWILIO_ACCOUNT_SID", TWILIO_SID)
             .env("VOCALIZED_TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
             .env("VOCALIZED_OPENAI_REALTIME_URL", openai.url())
-            .env("VOCALIZED_OPENAI_URL", openai.url())
             .env("VOCALIZED_OPENAI_API_KEY", "sk-e2e-platform-key");
         let mut process = Process::spawn(&mut command);
         let addr = tokio::task::block_in_place(|| process.wait_listening());

@@ -70,7 +70,7 @@ impl ServeConfig {
             .transpose()?;
         let twilio = twilio_account(&args.platform)?;
         let openai = ProviderEndpoint {
-            url: provider_url("OpenAI", &args.platform.openai_url)?,
+            url: provider_url("OpenAI", &args.platform.openai_realtime_url)?,
             api_key: non_empty(args.platform.openai_api_key.as_deref())
                 .map(|key| Secret(key.to_owned())),
         };
@@ -596,7 +596,7 @@ mod tests {
         let args = |sid: Option<&str>, token: Option<&str>| PlatformAccountArgs {
             twilio_account_sid: sid.map(Into::into),
             twilio_auth_token: token.map(Into::into),
-            openai_url: String::new(),
+            openai_realtime_url: String::new(),
             openai_api_key: None,
         };
         assert!(twilio_account(&args(None, None)).unwrap().is_none());

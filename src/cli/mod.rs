@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// log). Only behind a reverse proxy you run: anyone can send that header.
     #[arg(long, env = "VOCALIZED_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// Create (once) a demo workspace with a live echo agent and print its demo page and
+    /// owner login: the whole browser call path, with no provider keys (`serve` only).
+    #[arg(long, env = "VOCALIZED_DEMO")]
+    pub demo: bool,
     #[command(flatten)]
     pub platform: PlatformAccountArgs,
 }
@@ -87,10 +91,11 @@ pub struct PlatformAccountArgs {
         value_name = "TOKEN"
     )]
     pub twilio_auth_token: Option<String>,
-    /// OpenAI Realtime WebSocket URL (point it at a fake provider for load tests).
-    #[arg(long, env = "VOCALIZED_OPENAI_URL", value_name = "URL",
+    /// OpenAI Realtime WebSocket URL: a regional or Azure endpoint, or a fake provider for
+    /// tests and load tests. The admin provider config overrides it.
+    #[arg(long, env = "VOCALIZED_OPENAI_REALTIME_URL", value_name = "URL",
           default_value = vocalized_control::config::OPENAI_REALTIME_URL)]
-    pub openai_url: String,
+    pub openai_realtime_url: String,
     /// The platform's OpenAI API key, for workspaces without their own.
     #[arg(
         long,

@@ -109,6 +109,9 @@ async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
         event_writer = Some(writer);
     }
     println!("vocalized listening on http://{bound} (public URL {public_url})");
+    if args.demo && mode == Mode::All {
+        print_demo(&db, &args.database.data_dir, &public_url).await?;
+    }
     let served = serve_until_shutdown(listener, app, || drain_calls(node)).await;
     if let Some(writer) = event_writer {
         // The writer ends once the last call task has dropped its link; waiting for it
@@ -123,6 +126,44 @@ async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
     // Closing the pool lets SQLite checkpoint its WAL, leaving one tidy file behind.
     db.pool.close().await;
     served.map_err(Failure::Runtime)
+}
+
+/// Ensures the demo workspace exists and prints where to try it. Its owner's password is
+/// kept in `{data_dir}/demo-login` (mode 0600) so later starts can print it again.
+async fn print_demo(db: &Db, data_dir: &std::path::Path, public_url: &str) -> Result<(), Failure> {
+    let demo = vocalized_control::demo::ensure(db)
+        .await
+        .context("creating the demo workspace")?;
+    let login_file = data_dir.join("demo-login");
+    let password = match &demo.password {
+        Some(password) => {
+            std::fs::create_dir_all(data_dir)
+                .and_then(|()| write_private(&login_file, password))
+                .context("saving the demo login")?;
+            Some(password.clone())
+        }
+        None => std::fs::read_to_string(&login_file)
+            .ok()
+            .map(|p| p.trim().to_owned()),
+    };
+    println!("vocalized demo page: {public_url}/demo/{}", demo.public_key);
+    match password {
+        Some(password) => println!("vocalized demo login: {} {password}", demo.email),
+        None => println!(
+            "vocalized demo login: {} (password lost; use forgot-password)",
+            demo.email
+        ),
+    }
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 async fn media(args: MediaArgs) -> Result<(), Failure> {
