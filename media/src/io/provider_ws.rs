@@ -73,11 +73,17 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code(), "provider_connect_failed");
         // A TLS handshake is attempted (and fails) rather than panicking for want of a provider.
-        let e = connect("wss://127.0.0.1:9/v1/realtime", "sk", Duration::from_secs(2))
+        let e = connect(
+            "wss://127.0.0.1:9/v1/realtime",
+            "sk",
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "provider_connect_failed");
+        let e = connect("not a url", "sk", Duration::from_secs(2))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), "provider_connect_failed");
-        let e = connect("not a url", "sk", Duration::from_secs(2)).await.unwrap_err();
         assert_eq!(e.code(), "provider_misconfigured");
     }
 }
