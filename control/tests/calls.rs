@@ -486,3 +486,47 @@ on_both_databases!(
     expired_tokens_fail_the_call_and_retried_webhooks_reuse_it,
     a_workspaces_own_twilio_account_signs_its_numbers,
 );
+
+/// Caller transcription usage (billed by OpenAI apart from responses) is priced too.
+#[tokio::test]
+async fn transcription_usage_is_priced_from_the_catalogue() {
+    use vocalized_control::calls::ingest;
+    let app = TestApp::new(vocalized_control::db::Dialect::Sqlite)
+        .await
+        .unwrap();
+    live_agent(&app).await;
+    let (_, twiml) = app
+        .twilio(
+            "/webhooks/calls/inbound",
+            &voice_params("CAtx"),
+            Some(TWILIO_AUTH_TOKEN),
+        )
+        .await;
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    let plan = link
+        .plan_twilio_call(&stream_token(&twiml), "MZ")
+        .await
+        .unwrap();
+    let usage = Usage {
+        audio_input_ms: 90_000,
+        ..Usage::default()
+    };
+    let event = CallEvent {
+        seq: 1,
+        at_ms: 0,
+        kind: CallEventKind::Usage {
+            provider: "openai".into(),
+            model: "gpt-4o-mini-transcribe".into(),
+            usage,
+        },
+    };
+    ingest::apply(&app.state.db, plan.call_id.as_str(), &event)
+        .await
+        .unwrap();
+    // 1.5 minutes at $0.003 = 4500 micro-dollars, plus 20 % markup.
+    assert_eq!(
+        app.count("SELECT CAST(SUM(final_cost_micros) AS BIGINT) FROM usage_records")
+            .await,
+        5400
+    );
+}
