@@ -2,6 +2,7 @@
 //! or a clock.
 
 // DSP (codecs, resampling, pacing, recording).
+pub mod echo;
 pub mod g711;
 pub mod opus;
 pub mod pacer;
