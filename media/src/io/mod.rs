@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod node;
 pub mod provider_ws;
 pub mod twilio_call;
+pub mod webrtc;
 
 pub use node::{ActiveCall, NodeState};
