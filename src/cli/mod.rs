@@ -68,8 +68,8 @@ pub struct ServeArgs {
     /// log). Only behind a reverse proxy you run: anyone can send that header.
     #[arg(long, env = "VOCALIZED_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
-    /// Create (once) a demo workspace with a live echo agent and print its demo page and
-    /// owner login: the whole browser call path, with no provider keys (`serve` only).
+    /// Create (once) a demo workspace with a live echo agent (a test provider that needs
+    /// no keys) and print its widget key and owner login (`serve` only).
     #[arg(long, env = "VOCALIZED_DEMO")]
     pub demo: bool,
     #[command(flatten)]

@@ -146,7 +146,12 @@ async fn print_demo(db: &Db, data_dir: &std::path::Path, public_url: &str) -> Re
             .ok()
             .map(|p| p.trim().to_owned()),
     };
-    println!("vocalized demo page: {public_url}/demo/{}", demo.public_key);
+    // The demo page and the browser call arrive with the WebRTC path; until then the
+    // demo is the echo agent and its widget configuration.
+    println!(
+        "vocalized demo agent: echo test provider, widget key {key} (config: {public_url}/widget/{key}/config)",
+        key = demo.public_key
+    );
     match password {
         Some(password) => println!("vocalized demo login: {} {password}", demo.email),
         None => println!(
