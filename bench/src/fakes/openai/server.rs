@@ -161,6 +161,9 @@ fn refusal(status: u16) -> ErrorResponse {
     response
 }
 
+// tungstenite fixes the callback's error type (an HTTP response); it is built once per
+// refused connection, so its size does not matter.
+#[allow(clippy::result_large_err)]
 async fn serve(tcp: TcpStream, behaviour: Arc<OpenAiBehaviour>, handle: OpenAiHandle) {
     let record = Arc::new(Mutex::new(SessionRecord::default()));
     let refuse = match behaviour.failure {

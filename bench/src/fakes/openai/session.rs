@@ -220,6 +220,7 @@ impl Session {
                 if self.active.is_some() {
                     self.cancel_active("client_cancelled");
                 } else {
+                    self.bad_input();
                     self.client_error(
                         "response_cancel_not_active",
                         "Cancellation failed: no active response found.",
