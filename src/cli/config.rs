@@ -252,18 +252,17 @@ pub fn database_url(url: &str) -> Result<String, ConfigError> {
         }
         // A missing directory would only show up as an open failure after binding.
         // Percent-escaped paths are left to sqlx rather than decoded twice here.
-        if !in_memory && !path.contains('%') {
-            if let Some(parent) = Path::new(path)
+        if !in_memory
+            && !path.contains('%')
+            && let Some(parent) = Path::new(path)
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
-            {
-                if !parent.is_dir() {
-                    return Err(invalid(format!(
-                        "invalid database URL: directory {} for the SQLite file does not exist",
-                        parent.display()
-                    )));
-                }
-            }
+            && !parent.is_dir()
+        {
+            return Err(invalid(format!(
+                "invalid database URL: directory {} for the SQLite file does not exist",
+                parent.display()
+            )));
         }
         return Ok(url.to_owned());
     }

@@ -17,15 +17,14 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.config.trust_forwarded_for {
-            if let Some(first) = parts
+        if state.config.trust_forwarded_for
+            && let Some(first) = parts
                 .headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(',').next())
-            {
-                return Ok(ClientIp(first.trim().to_owned()));
-            }
+        {
+            return Ok(ClientIp(first.trim().to_owned()));
         }
         let ip = parts
             .extensions

@@ -56,12 +56,11 @@ async fn verify(
     let url = format!("{}{path_and_query}", state.config.public_url);
     let account_sid = param(params, "AccountSid").unwrap_or_default();
 
-    if let Some(platform) = &state.config.twilio {
-        if platform.account_sid == account_sid
-            && signature::is_valid(&url, params, platform.auth_token.expose(), header)
-        {
-            return Ok(None);
-        }
+    if let Some(platform) = &state.config.twilio
+        && platform.account_sid == account_sid
+        && signature::is_valid(&url, params, platform.auth_token.expose(), header)
+    {
+        return Ok(None);
     }
     let accounts: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT id, workspace_id, credentials_encrypted FROM integration_accounts
@@ -78,10 +77,10 @@ async fn verify(
         let token = serde_json::from_str::<serde_json::Value>(&credentials)
             .ok()
             .and_then(|v| v["auth_token"].as_str().map(str::to_owned));
-        if let Some(token) = token {
-            if signature::is_valid(&url, params, &token, header) {
-                return Ok(Some((id, workspace_id)));
-            }
+        if let Some(token) = token
+            && signature::is_valid(&url, params, &token, header)
+        {
+            return Ok(Some((id, workspace_id)));
         }
     }
     Err(ApiError::Forbidden("X-Twilio-Signature does not verify"))

@@ -235,10 +235,10 @@ async fn bridge<L: ControlLink>(
                 }
                 Output::Caller(_) => {}
                 Output::Provider(cmd) => {
-                    if let Some(p) = provider.as_mut() {
-                        if !send_command(p, &cmd, &mut text).await {
-                            provider = None;
-                        }
+                    if let Some(p) = provider.as_mut()
+                        && !send_command(p, &cmd, &mut text).await
+                    {
+                        provider = None;
                     }
                     if let (ProviderCommand::Audio(_), Some((at, "caller_to_provider"))) =
                         (cmd, arrived)
@@ -439,12 +439,11 @@ async fn play_apology(socket: &mut WebSocket, start: &twilio::Inbound) {
     let played_ms = APOLOGY_ULAW.len() as u64 / 8;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(played_ms + 2_000);
     while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, socket.recv()).await {
-        if let Message::Text(t) = frame {
-            if let Ok(twilio::Inbound::Mark { mark, .. }) = twilio::Inbound::parse(t.as_str()) {
-                if mark.name == "apology" {
-                    break;
-                }
-            }
+        if let Message::Text(t) = frame
+            && let Ok(twilio::Inbound::Mark { mark, .. }) = twilio::Inbound::parse(t.as_str())
+            && mark.name == "apology"
+        {
+            break;
         }
     }
 }
