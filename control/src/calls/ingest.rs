@@ -48,6 +48,15 @@ fn end_reason_code(reason: &EndReason) -> &str {
 }
 
 pub async fn apply(db: &Db, call_id: &str, event: &CallEvent) -> Result<Applied, sqlx::Error> {
+    // Read outside the transaction: a second pool connection inside it could wait on the
+    // very write lock the transaction holds.
+    let markup_bps = match event.kind {
+        CallEventKind::Usage { .. } => settings::get(db, "pricing_markup_bps")
+            .await?
+            .and_then(|v| v.as_i64())
+            .unwrap_or(2000),
+        _ => 0,
+    };
     let mut tx = db.pool.begin().await?;
     let call: Option<(String, Option<i64>, i64)> =
         sqlx::query_as("SELECT workspace_id, answered_at, started_at FROM calls WHERE id = $1")
@@ -130,7 +139,7 @@ pub async fn apply(db: &Db, call_id: &str, event: &CallEvent) -> Result<Applied,
         } => {
             record_usage(
                 &mut tx,
-                db,
+                markup_bps,
                 &workspace_id,
                 call_id,
                 event.seq,
@@ -197,7 +206,7 @@ async fn model_prices(
 #[allow(clippy::too_many_arguments)]
 async fn record_usage(
     conn: &mut AnyConnection,
-    db: &Db,
+    markup_bps: i64,
     workspace_id: &str,
     call_id: &str,
     seq: u64,
@@ -216,10 +225,6 @@ async fn record_usage(
         let lines = price(usage, &ModelPrices::default());
         return insert_lines(conn, workspace_id, call_id, seq, provider, model, &lines, 0).await;
     };
-    let markup_bps = settings::get(db, "pricing_markup_bps")
-        .await?
-        .and_then(|v| v.as_i64())
-        .unwrap_or(2000);
     let lines = price(usage, &prices);
     insert_lines(
         conn,
