@@ -18,7 +18,6 @@ use vocalized_shared::plan::CallPlan;
 #[derive(Clone, Debug)]
 pub struct LiveCall {
     pub workspace_id: String,
-    pub agent_id: String,
     pub started_at_ms: i64,
     /// The browser caller's address (web calls), for the per-address limit.
     pub client_ip: Option<String>,
@@ -48,7 +47,6 @@ impl InProcessLink {
             plan.call_id.0.clone(),
             Arc::new(LiveCall {
                 workspace_id: plan.workspace_id.0.clone(),
-                agent_id: plan.agent_id.0.clone(),
                 started_at_ms: now_ms(),
                 client_ip: client_ip.map(str::to_owned),
             }),
