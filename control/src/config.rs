@@ -19,15 +19,8 @@ pub struct ProviderEndpoint {
     pub api_key: Option<Secret>,
 }
 
-/// A STUN or TURN server the browser widget may use (RTCIceServer's shape).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct IceServer {
-    pub urls: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
-}
+/// A STUN or TURN server (shared with the media plane's peer).
+pub use vocalized_shared::ice::IceServer;
 
 pub const OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
 

@@ -145,7 +145,9 @@ async fn web_calls_start_with_refusals_and_a_per_address_limit(app: TestApp) {
         )
         .await;
     assert_eq!(call.body["call"]["source"], "web");
-    assert_eq!(call.body["call"]["status"], "in-progress");
+    // Ringing until the browser's peer connects (the media plane's `answered` event).
+    assert_eq!(call.body["call"]["status"], "ringing");
+    assert_eq!(call.body["call"]["answered_at"], serde_json::Value::Null);
     assert_eq!(call.body["call"]["caller_number"], serde_json::Value::Null);
     let live = app
         .get(&format!("/api/v1/workspaces/{ws}/calls/live"), &token)

@@ -26,6 +26,8 @@ pub enum EndReason {
     MaxDuration,
     SilenceTimeout,
     UsageLimit,
+    /// A browser caller's connection never came up (ICE or DTLS failed, or it timed out).
+    NotConnected,
     /// The provider failed and nothing could take over.
     ProviderError {
         code: String,

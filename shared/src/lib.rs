@@ -9,11 +9,13 @@
 //! - [`audio`]: the audio formats callers and providers speak.
 //! - [`plan`]: the `CallPlan` the media plane receives at call start.
 //! - [`events`]: the `CallEvent`s the media plane emits for the control plane.
+//! - [`ice`]: STUN/TURN servers for browser calls.
 //! - [`link`]: the `ControlLink` trait, the one door between the planes.
 
 pub mod audio;
 pub mod call_settings;
 pub mod events;
+pub mod ice;
 pub mod ids;
 pub mod link;
 pub mod plan;

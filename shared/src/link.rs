@@ -44,7 +44,7 @@ pub trait ControlLink: Send + Sync + 'static {
     /// Starts a browser call for the agent whose public widget key is `public_key`,
     /// from `client_ip`: checks that calling is allowed (workspace switch, agent
     /// capability, agent live, per-address limit), creates the call record (source web,
-    /// answered) and returns its plan. `InvalidToken` for an unknown key.
+    /// ringing until the media plane reports `answered`) and returns its plan. `InvalidToken` for an unknown key.
     fn plan_web_call(
         &self,
         public_key: &str,

@@ -43,6 +43,7 @@ fn end_reason_code(reason: &EndReason) -> &str {
         EndReason::MaxDuration => "max_duration",
         EndReason::SilenceTimeout => "silence_timeout",
         EndReason::UsageLimit => "usage_limit",
+        EndReason::NotConnected => "not_connected",
         EndReason::ProviderError { .. } => "provider_error",
     }
 }
@@ -152,6 +153,7 @@ pub async fn apply(db: &Db, call_id: &str, event: &CallEvent) -> Result<Applied,
         CallEventKind::Ended(reason) => {
             let (status, error_code) = match reason {
                 EndReason::ProviderError { code } => ("failed", Some(code.as_str())),
+                EndReason::NotConnected => ("failed", Some("webrtc_not_connected")),
                 _ => ("completed", None),
             };
             let from = answered_at.unwrap_or(started_at);

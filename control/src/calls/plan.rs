@@ -211,8 +211,8 @@ pub async fn start_web_call(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO calls (id, workspace_id, agent_id, source, direction, status, metadata,
-                            started_at, answered_at, created_at, updated_at)
-         VALUES ($1, $2, $3, 'web', 'inbound', 'in-progress', $4, $5, $5, $5, $5)",
+                            started_at, created_at, updated_at)
+         VALUES ($1, $2, $3, 'web', 'inbound', 'ringing', $4, $5, $5, $5)",
     )
     .bind(&call_id)
     .bind(&workspace_id)
