@@ -155,6 +155,15 @@ impl EchoProvider {
         })
     }
 
+    /// True when `poll_event(now)` has something.
+    pub fn has_event_due(&self, now: Instant) -> bool {
+        !self.immediate.is_empty()
+            || self
+                .delayed
+                .front()
+                .is_some_and(|(due, _)| *due <= now || self.closed)
+    }
+
     /// When `poll_event` next has something, if nothing is due now.
     pub fn next_deadline(&self) -> Option<Instant> {
         if !self.immediate.is_empty() {
@@ -333,8 +342,11 @@ mod tests {
         let t = feed(&mut echo, t0, 200, 0);
         let t = feed(&mut echo, t, 20, 8000);
         // Speech start is reported at once, but nothing is played back yet.
+        assert!(echo.has_event_due(t));
         assert_eq!(drain(&mut echo, t), vec![Seen::Connected, Seen::Speech]);
+        assert!(!echo.has_event_due(t));
         let first_due = echo.next_deadline().expect("echo scheduled");
+        assert!(echo.has_event_due(first_due));
         assert_eq!(first_due, t0 + Duration::from_millis(200) + ECHO_DELAY);
         let t = feed(&mut echo, t, 980, 8000);
         // Half a second after the first loud frame, that frame comes back, and no later one.

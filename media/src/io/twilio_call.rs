@@ -9,25 +9,23 @@
 
 use super::metrics::{self, Kind};
 use super::node::NodeState;
-use super::provider_ws::{self, ProviderSocket};
+use super::provider::{self, Provider, Wake};
 use crate::core::session::{
     CallSession, CallerOutput, Input, Output, ProviderCommand, ProviderEvent, SessionConfig,
 };
-use crate::core::wire::{openai, twilio};
+use crate::core::wire::twilio;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
-use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message as PMessage;
 use tracing::{Instrument, debug, info, info_span, warn};
 use vocalized_shared::audio::AudioFormat;
 use vocalized_shared::events::{CallEventKind, EndReason};
 use vocalized_shared::link::ControlLink;
-use vocalized_shared::plan::{CallPlan, ProviderKind};
+use vocalized_shared::plan::CallPlan;
 
 /// What the apology sounds like: played to a caller when the provider fails and nothing
 /// can take over (media/assets/README.md).
@@ -165,8 +163,17 @@ async fn bridge<L: ControlLink>(
     mut bad_frames: u64,
 ) {
     let call_id = plan.call_id.clone();
-    let format = openai::provider_format(AudioFormat::Mulaw8k);
-    let config = SessionConfig::for_plan(&plan, format, format);
+    let caller = AudioFormat::Mulaw8k;
+    let Some((input, output)) = plan
+        .providers
+        .first()
+        .and_then(|p| provider::formats(p.kind, caller))
+    else {
+        warn!("the agent's provider cannot take calls in this build");
+        close(&mut socket, 1011, "provider unavailable").await;
+        return;
+    };
+    let config = SessionConfig::for_plan(&plan, input, output);
     let mut session = match CallSession::new(config) {
         Ok(s) => s,
         Err(e) => {
@@ -180,18 +187,19 @@ async fn bridge<L: ControlLink>(
     let mut apologise = false;
 
     let setup_started = Instant::now();
-    let mut provider = match connect_provider(&plan, &shared.config).await {
-        Ok(p) => Some(p),
-        Err(code) => {
-            let ev = ProviderEvent::Error {
-                fatal: true,
-                code,
-                message: "could not connect the provider",
-            };
-            session.handle_input(Input::Provider(ev), Instant::now());
-            None
-        }
-    };
+    let mut provider =
+        match Provider::connect(&plan, caller, shared.config.provider_connect_timeout).await {
+            Ok(p) => Some(p),
+            Err(code) => {
+                let ev = ProviderEvent::Error {
+                    fatal: true,
+                    code,
+                    message: "could not connect the provider",
+                };
+                session.handle_input(Input::Provider(ev), Instant::now());
+                None
+            }
+        };
     if provider.is_some() {
         metrics::get()
             .setup
@@ -199,14 +207,8 @@ async fn bridge<L: ControlLink>(
     }
     // What the last input was and when it arrived, for the added-latency metric.
     let mut arrived: Option<(Instant, &'static str)> = None;
-    let mut decoder = openai::OpenAiDecoder::new(
-        plan.providers
-            .first()
-            .map(|p| p.model.clone())
-            .unwrap_or_default(),
-    );
-
     loop {
+        let mut provider_lost = false;
         // Carry out everything the session wants before waiting again.
         while let Some(out) = session.poll_output() {
             match out {
@@ -236,9 +238,10 @@ async fn bridge<L: ControlLink>(
                 Output::Caller(_) => {}
                 Output::Provider(cmd) => {
                     if let Some(p) = provider.as_mut()
-                        && !send_command(p, &cmd, &mut text).await
+                        && !p.send(&cmd, Instant::now()).await
                     {
                         provider = None;
+                        provider_lost = true;
                     }
                     if let (ProviderCommand::Audio(_), Some((at, "caller_to_provider"))) =
                         (cmd, arrived)
@@ -273,6 +276,10 @@ async fn bridge<L: ControlLink>(
                 }
             }
         }
+        if provider_lost {
+            session.handle_input(Input::Provider(ProviderEvent::Closed), Instant::now());
+            continue;
+        }
         if session.is_ended() {
             break;
         }
@@ -296,18 +303,20 @@ async fn bridge<L: ControlLink>(
                 }
                 Some(Ok(_)) => {}
             },
-            frame = next_provider_frame(&mut provider) => match frame {
-                Some(PMessage::Text(t)) => {
-                    let now = Instant::now();
-                    arrived = Some((now, "provider_to_caller"));
-                    decoder.handle_text(t.as_str(), |ev| session.handle_input(Input::Provider(ev), now));
+            wake = next_wake(&mut provider) => {
+                let now = Instant::now();
+                match (provider.as_mut(), wake) {
+                    (_, Wake::Closed) => {
+                        provider = None;
+                        session.handle_input(Input::Provider(ProviderEvent::Closed), now);
+                    }
+                    (Some(p), wake) => {
+                        arrived = Some((now, "provider_to_caller"));
+                        p.deliver(wake, now, |ev| session.handle_input(Input::Provider(ev), now));
+                    }
+                    (None, _) => {}
                 }
-                Some(_) => {}
-                None => {
-                    provider = None;
-                    session.handle_input(Input::Provider(ProviderEvent::Closed), Instant::now());
-                }
-            },
+            }
             _ = sleep_until(deadline) => session.handle_input(Input::Timeout, Instant::now()),
         }
     }
@@ -315,18 +324,19 @@ async fn bridge<L: ControlLink>(
     m.malformed_frames
         .get_or_create(&Kind { kind: "twilio" })
         .inc_by(bad_frames);
+    let provider_malformed = provider.as_ref().map_or(0, Provider::malformed);
     m.malformed_frames
         .get_or_create(&Kind { kind: "provider" })
-        .inc_by(decoder.malformed);
-    if bad_frames > 0 || decoder.malformed > 0 {
+        .inc_by(provider_malformed);
+    if bad_frames > 0 || provider_malformed > 0 {
         info!(
             bad_twilio_frames = bad_frames,
-            bad_provider_frames = decoder.malformed,
+            bad_provider_frames = provider_malformed,
             "malformed frames were skipped"
         );
     }
     if let Some(mut p) = provider.take() {
-        let _ = p.close(None).await;
+        p.close().await;
     }
     if apologise {
         play_apology(&mut socket, &start).await;
@@ -341,68 +351,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn next_provider_frame(provider: &mut Option<ProviderSocket>) -> Option<PMessage> {
-    let Some(p) = provider.as_mut() else {
-        return std::future::pending().await;
-    };
-    loop {
-        match p.next().await {
-            Some(Ok(PMessage::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(PMessage::Ping(_) | PMessage::Pong(_))) => continue,
-            Some(Ok(m)) => return Some(m),
-        }
+async fn next_wake(provider: &mut Option<Provider>) -> Wake {
+    match provider.as_mut() {
+        Some(p) => p.wake().await,
+        None => std::future::pending().await,
     }
-}
-
-/// Sends one provider command; `false` if the socket is gone (the read side reports it).
-async fn send_command(
-    p: &mut ProviderSocket,
-    cmd: &ProviderCommand<'_>,
-    text: &mut String,
-) -> bool {
-    if !openai::write_command(cmd, text) {
-        let _ = p.close(None).await;
-        return false;
-    }
-    p.send(PMessage::Text(text.as_str().into())).await.is_ok()
-}
-
-/// Connects the plan's first provider and sets the session up; the greeting goes first.
-async fn connect_provider(
-    plan: &CallPlan,
-    config: &TwilioCallConfig,
-) -> Result<ProviderSocket, &'static str> {
-    let target = plan.providers.first().ok_or("no_provider")?;
-    if target.kind != ProviderKind::Openai {
-        return Err("provider_unavailable");
-    }
-    let url = openai::connect_url(&target.url, &target.model);
-    let mut socket = provider_ws::connect(
-        &url,
-        target.api_key.expose(),
-        config.provider_connect_timeout,
-    )
-    .await
-    .map_err(|e| {
-        warn!(error = %e, "provider connect failed");
-        e.code()
-    })?;
-    let setup = openai::OpenAiSetup {
-        model: target.model.clone(),
-        instructions: plan.instructions.clone(),
-        settings: plan.settings.clone(),
-        tools: plan.tools.clone(),
-        format: AudioFormat::Mulaw8k,
-    };
-    let mut first = vec![openai::session_update(&setup)];
-    first.extend(openai::greeting(&plan.settings));
-    for text in first {
-        socket
-            .send(PMessage::Text(text.into()))
-            .await
-            .map_err(|_| "provider_closed")?;
-    }
-    Ok(socket)
 }
 
 /// Plays the apology and waits (bounded) for Twilio to have played it before hanging up.
