@@ -231,3 +231,25 @@ fn a_web_call_answers_transcodes_and_hangs_up() {
     ));
     assert_event_order(&h.events());
 }
+
+#[test]
+fn a_web_peer_that_never_connects_ends_not_connected_and_a_later_failure_is_a_hangup() {
+    use vocalized_media::core::session::Input;
+    let mut never = Harness::web(&settings());
+    let end = never.input(Input::WebFailed);
+    assert!(end.contains(&Out::Close), "the provider is closed");
+    assert!(matches!(
+        kinds(&end).last(),
+        Some(CallEventKind::Ended(EndReason::NotConnected))
+    ));
+    assert!(never.session.is_ended());
+
+    let mut dropped = Harness::web(&settings());
+    dropped.input(Input::WebAnswered);
+    let end = dropped.input(Input::WebFailed);
+    assert!(matches!(
+        kinds(&end).last(),
+        Some(CallEventKind::Ended(EndReason::CallerHangup))
+    ));
+    assert_event_order(&dropped.events());
+}

@@ -6,11 +6,12 @@
 //! - [`twilio_call`]: `/media/twilio`, one task per phone call around a `CallSession`.
 //! - [`metrics`]: call setup, time to first audio, gateway-added latency per direction.
 //! - [`provider_ws`]: provider WebSocket clients (bounded connect, auth header).
-//!
-//! The WebRTC peer joins this folder when it is built (ARCHITECTURE.md §4).
+//! - [`provider`]: the agent's provider as the drivers see it (echo or WebSocket).
+//! - [`webrtc`]: browser calls: signalling, the peer, the per-call driver.
 
 pub mod metrics;
 pub mod node;
+pub mod provider;
 pub mod provider_ws;
 pub mod twilio_call;
 pub mod webrtc;

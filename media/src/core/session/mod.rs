@@ -165,6 +165,9 @@ pub enum Input<'a> {
     WebAudio(&'a [i16]),
     /// The WebRTC caller hung up.
     WebHangup,
+    /// The WebRTC connection failed or never came up. Before answer the call ends as
+    /// [`EndReason::NotConnected`]; after it, the caller is gone: a hang-up.
+    WebFailed,
     Provider(ProviderEvent<'a>),
     /// The deadline from `poll_timeout` passed.
     Timeout,
@@ -283,6 +286,10 @@ impl CallSession {
             Input::WebAnswered => self.answer(now),
             Input::WebAudio(samples) => self.handle_web_audio(samples, now),
             Input::WebHangup => self.end(EndReason::CallerHangup, now, true, false),
+            Input::WebFailed if self.state == CallState::Ringing => {
+                self.end(EndReason::NotConnected, now, true, false)
+            }
+            Input::WebFailed => self.end(EndReason::CallerHangup, now, true, false),
             Input::Provider(event) => self.handle_provider(event, now),
             Input::Timeout => {}
         }

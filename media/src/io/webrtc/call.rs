@@ -1,0 +1,447 @@
+//! One browser call: the WebRTC peer bridged to the agent's provider through the
+//! sans-IO [`CallSession`], the same shape as the phone driver (`twilio_call.rs`).
+//!
+//! One task owns the call and `select!`s over: the peer's state changes and the
+//! browser's RTP (Opus → PCM 48 kHz → session), the provider, the pacer's next 20 ms tick
+//! (session audio → pacer → Opus → RTP), the session's deadlines, the hang-up request
+//! (`DELETE`), and the connect deadline that reaps a peer that never came up.
+//!
+//! Lost packets are recovered from the next packet's in-band FEC when exactly one is
+//! missing, otherwise concealed (up to [`MAX_CONCEALED`] frames); undecodable packets are
+//! counted and skipped.
+
+use super::peer::{Peer, PeerEvent};
+use crate::core::opus::{OPUS_FRAME_SAMPLES, OPUS_MAX_PACKET_BYTES, OPUS_MAX_PACKET_SAMPLES};
+use crate::core::opus::{OpusDecoder, OpusEncoder};
+use crate::core::pacer::{Pacer, PacerConfig};
+use crate::core::session::{
+    CallSession, CallerOutput, Input, Output, ProviderEvent, SessionConfig, WEB_CALLER_FORMAT,
+};
+use crate::io::metrics::{self, Kind};
+use crate::io::provider::{self, Provider};
+use bytes::Bytes;
+use rtc::media::Sample;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+use vocalized_shared::events::{CallEventKind, EndReason};
+use vocalized_shared::link::ControlLink;
+use vocalized_shared::plan::CallPlan;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::RTCPeerConnectionState;
+
+/// Most missing frames filled by concealment after a gap; a longer gap is skipped.
+pub const MAX_CONCEALED: u16 = 5;
+/// Browser packets queued between the track reader and the call task.
+const RTP_QUEUE: usize = 64;
+
+/// What a call counted that a healthy call never sees, for metrics and the end log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WebCallCounters {
+    pub packets: u64,
+    pub bad_packets: u64,
+    pub lost_packets: u64,
+    pub recovered_fec: u64,
+    pub concealed: u64,
+    pub dropped_queue_full: u64,
+    pub encode_errors: u64,
+}
+
+/// An RTP packet's sequence number and Opus payload.
+type Packet = (u16, Bytes);
+
+/// Runs the call to its end. `hangup` fires on `DELETE`.
+pub async fn run<L: ControlLink>(
+    plan: CallPlan,
+    mut peer: Peer,
+    link: Arc<L>,
+    hangup: oneshot::Receiver<()>,
+    connect_timeout: Duration,
+    provider_connect_timeout: Duration,
+) {
+    let call_id = plan.call_id.clone();
+    let kind = plan.providers.first().map(|p| p.kind);
+    let Some((input, output)) = kind.and_then(|k| provider::formats(k, WEB_CALLER_FORMAT)) else {
+        warn!("the agent's provider cannot take browser calls in this build");
+        fail_unconnected(&plan, link.as_ref(), "provider_unavailable");
+        peer.close().await;
+        return;
+    };
+    let mut session = match CallSession::new(SessionConfig::for_plan(&plan, input, output)) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot set up the call's audio path");
+            fail_unconnected(&plan, link.as_ref(), "internal_error");
+            peer.close().await;
+            return;
+        }
+    };
+    let (Ok(mut decoder), Ok(mut encoder)) = (OpusDecoder::new(), OpusEncoder::new()) else {
+        warn!("cannot create the Opus codec");
+        fail_unconnected(&plan, link.as_ref(), "internal_error");
+        peer.close().await;
+        return;
+    };
+
+    let mut pacer = Pacer::new(PacerConfig::webrtc());
+    let mut pcm = vec![0i16; OPUS_MAX_PACKET_SAMPLES];
+    let mut encoded = vec![0u8; OPUS_MAX_PACKET_BYTES];
+    let mut counters = WebCallCounters::default();
+    let mut last_seq: Option<u16> = None;
+    let (rtp_tx, mut rtp_rx) = mpsc::channel::<Packet>(RTP_QUEUE);
+    let mut reader: Option<tokio::task::JoinHandle<u64>> = None;
+    let mut provider: Option<Provider> = None;
+    let mut hangup = hangup;
+    let mut hangup_open = true;
+    let connect_deadline = tokio::time::Instant::now() + connect_timeout;
+    let mut connected = false;
+
+    loop {
+        let mut provider_lost = false;
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Caller(CallerOutput::WebAudio(samples)) => pacer.push(samples),
+                Output::Caller(CallerOutput::WebFlush) => pacer.flush(),
+                Output::Caller(CallerOutput::Hangup | CallerOutput::Twilio(_)) => {}
+                Output::Provider(cmd) => {
+                    if let Some(p) = provider.as_mut()
+                        && !p.send(&cmd, Instant::now()).await
+                    {
+                        provider = None;
+                        provider_lost = true;
+                    }
+                }
+                Output::Event(event) => {
+                    observe(&event.kind);
+                    link.emit(&call_id, event);
+                }
+            }
+        }
+        if provider_lost {
+            session.handle_input(Input::Provider(ProviderEvent::Closed), Instant::now());
+            continue;
+        }
+        if session.is_ended() {
+            break;
+        }
+        let session_deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+        let tick = if connected {
+            pacer.next_deadline().map(tokio::time::Instant::from_std)
+        } else {
+            None
+        };
+        tokio::select! {
+            event = peer.events.recv() => match event {
+                Some(PeerEvent::State(RTCPeerConnectionState::Connected)) if !connected => {
+                    connected = true;
+                    session.handle_input(Input::WebAnswered, Instant::now());
+                    let started = Instant::now();
+                    match Provider::connect(&plan, WEB_CALLER_FORMAT, provider_connect_timeout).await {
+                        Ok(p) => {
+                            metrics::get().setup.observe(started.elapsed().as_secs_f64());
+                            provider = Some(p);
+                        }
+                        Err(code) => {
+                            let ev = ProviderEvent::Error { fatal: true, code, message: "could not connect the provider" };
+                            session.handle_input(Input::Provider(ev), Instant::now());
+                        }
+                    }
+                    // Start the outgoing clock: the browser hears comfort silence until the
+                    // agent speaks, so its jitter buffer settles before the first word.
+                    send_due_frames(&mut pacer, &mut encoder, &mut encoded, &peer, &mut counters).await;
+                }
+                Some(PeerEvent::State(
+                    RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Closed
+                    | RTCPeerConnectionState::Disconnected,
+                )) => session.handle_input(Input::WebFailed, Instant::now()),
+                Some(PeerEvent::State(_)) => {}
+                Some(PeerEvent::Track(track)) => {
+                    if reader.is_none() {
+                        reader = Some(tokio::spawn(read_track(track, rtp_tx.clone())));
+                    }
+                }
+                None => session.handle_input(Input::WebFailed, Instant::now()),
+            },
+            Some((seq, payload)) = rtp_rx.recv() => {
+                counters.packets += 1;
+                let now = Instant::now();
+                receive(seq, &payload, &mut last_seq, &mut decoder, &mut pcm, &mut counters, |frame| {
+                    session.handle_input(Input::WebAudio(frame), now);
+                });
+            }
+            wake = next_wake(&mut provider) => {
+                let now = Instant::now();
+                if let Some(p) = provider.as_mut() {
+                    if matches!(wake, provider::Wake::Closed) {
+                        provider = None;
+                        session.handle_input(Input::Provider(ProviderEvent::Closed), now);
+                    } else {
+                        p.deliver(wake, now, |ev| session.handle_input(Input::Provider(ev), now));
+                    }
+                }
+            }
+            _ = sleep_until(tick) => {
+                send_due_frames(&mut pacer, &mut encoder, &mut encoded, &peer, &mut counters).await;
+                session.handle_input(Input::Timeout, Instant::now());
+            }
+            _ = sleep_until(session_deadline) => session.handle_input(Input::Timeout, Instant::now()),
+            _ = &mut hangup, if hangup_open => {
+                hangup_open = false;
+                session.handle_input(Input::WebHangup, Instant::now());
+            }
+            _ = tokio::time::sleep_until(connect_deadline), if !connected => {
+                debug!("the browser never connected: reaping the peer");
+                session.handle_input(Input::WebFailed, Instant::now());
+            }
+        }
+    }
+
+    if let Some(mut p) = provider.take() {
+        p.close().await;
+    }
+    peer.close().await;
+    if let Some(reader) = reader {
+        reader.abort();
+    }
+    let malformed = counters.bad_packets;
+    metrics::get()
+        .malformed_frames
+        .get_or_create(&Kind { kind: "webrtc" })
+        .inc_by(malformed);
+    let stats = pacer.stats();
+    info!(
+        packets = counters.packets,
+        lost = counters.lost_packets,
+        recovered_fec = counters.recovered_fec,
+        concealed = counters.concealed,
+        bad_packets = counters.bad_packets,
+        queue_drops = counters.dropped_queue_full,
+        frames_played = stats.frames_played,
+        underruns = stats.underruns,
+        late_frames = stats.late_frames,
+        "browser call finished"
+    );
+}
+
+/// Ends a call that never got a session: its only events are `ended`.
+fn fail_unconnected<L: ControlLink>(plan: &CallPlan, link: &L, code: &str) {
+    link.emit(
+        &plan.call_id,
+        vocalized_shared::events::CallEvent {
+            seq: 1,
+            at_ms: 0,
+            kind: CallEventKind::Ended(EndReason::ProviderError { code: code.into() }),
+        },
+    );
+}
+
+fn observe(kind: &CallEventKind) {
+    match kind {
+        CallEventKind::ProviderAudioStarted { ttfa_ms } => metrics::get()
+            .time_to_first_audio
+            .observe(*ttfa_ms as f64 / 1000.0),
+        CallEventKind::Ended(reason) => {
+            let kind = match reason {
+                EndReason::CallerHangup => "caller_hangup",
+                EndReason::ProviderError { .. } => "provider_error",
+                EndReason::MaxDuration => "max_duration",
+                EndReason::SilenceTimeout => "silence_timeout",
+                EndReason::NotConnected => "not_connected",
+                _ => "agent_or_phrase",
+            };
+            metrics::get()
+                .calls_ended
+                .get_or_create(&Kind { kind })
+                .inc();
+        }
+        _ => {}
+    }
+}
+
+/// Decodes one packet, recovering or concealing what was lost before it, and hands each
+/// 20 ms frame to `deliver` in order.
+fn receive(
+    seq: u16,
+    payload: &[u8],
+    last_seq: &mut Option<u16>,
+    decoder: &mut OpusDecoder,
+    pcm: &mut [i16],
+    counters: &mut WebCallCounters,
+    mut deliver: impl FnMut(&[i16]),
+) {
+    if let Some(last) = *last_seq {
+        let gap = seq.wrapping_sub(last);
+        if gap == 0 || gap > u16::MAX / 2 {
+            // A duplicate or a late packet already concealed: playing it now would
+            // shift the caller's audio in time.
+            counters.bad_packets += 1;
+            return;
+        }
+        let missing = gap - 1;
+        counters.lost_packets += u64::from(missing);
+        if missing == 1 {
+            if let Ok(n) = decoder.decode_fec(payload, pcm) {
+                counters.recovered_fec += 1;
+                deliver(&pcm[..n]);
+            }
+        } else if (2..=MAX_CONCEALED).contains(&missing) {
+            for _ in 0..missing {
+                if let Ok(n) = decoder.conceal(&mut pcm[..OPUS_FRAME_SAMPLES]) {
+                    counters.concealed += 1;
+                    deliver(&pcm[..n]);
+                }
+            }
+        }
+    }
+    *last_seq = Some(seq);
+    match decoder.decode(payload, pcm) {
+        Ok(n) if n > 0 => deliver(&pcm[..n]),
+        Ok(_) => {}
+        Err(error) => {
+            counters.bad_packets += 1;
+            debug!(%error, "undecodable Opus packet skipped");
+        }
+    }
+}
+
+/// Encodes and sends every frame the pacer has due (agent audio or comfort silence).
+async fn send_due_frames(
+    pacer: &mut Pacer,
+    encoder: &mut OpusEncoder,
+    encoded: &mut [u8],
+    peer: &Peer,
+    counters: &mut WebCallCounters,
+) {
+    loop {
+        let now = Instant::now();
+        let Some(frame) = pacer.poll(now) else {
+            return;
+        };
+        let len = match encoder.encode(frame, encoded) {
+            Ok(len) => len,
+            Err(error) => {
+                counters.encode_errors += 1;
+                debug!(%error, "Opus encode failed; frame skipped");
+                continue;
+            }
+        };
+        let sample = Sample {
+            data: Bytes::copy_from_slice(&encoded[..len]),
+            duration: crate::core::pacer::TICK,
+            ..Sample::new(now)
+        };
+        if let Err(error) = peer
+            .track
+            .sample_writer(peer.ssrc, peer.payload_type)
+            .write_sample(&sample)
+            .await
+        {
+            debug!(%error, "RTP send failed");
+        }
+    }
+}
+
+/// Forwards the browser's RTP payloads to the call task; returns how many were dropped
+/// because the call task had fallen behind.
+async fn read_track(track: Arc<dyn TrackRemote>, tx: mpsc::Sender<Packet>) -> u64 {
+    let mut dropped = 0;
+    while let Some(event) = track.poll().await {
+        match event {
+            TrackRemoteEvent::OnRtpPacket(packet) => {
+                let item = (packet.header.sequence_number, packet.payload);
+                match tx.try_send(item) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
+    dropped
+}
+
+async fn next_wake(provider: &mut Option<Provider>) -> provider::Wake {
+    match provider.as_mut() {
+        Some(p) => p.wake().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packets(n: usize) -> Vec<Vec<u8>> {
+        let mut enc = OpusEncoder::new().unwrap();
+        let mut out = vec![0u8; OPUS_MAX_PACKET_BYTES];
+        (0..n)
+            .map(|i| {
+                let frame: Vec<i16> = (0..OPUS_FRAME_SAMPLES)
+                    .map(|s| (((s + i * 960) as f64 * 0.05).sin() * 8000.0) as i16)
+                    .collect();
+                let len = enc.encode(&frame, &mut out).unwrap();
+                out[..len].to_vec()
+            })
+            .collect()
+    }
+
+    fn run_receive(seqs: &[(u16, usize)], payloads: &[Vec<u8>]) -> (usize, WebCallCounters) {
+        let mut decoder = OpusDecoder::new().unwrap();
+        let mut pcm = vec![0i16; OPUS_MAX_PACKET_SAMPLES];
+        let mut counters = WebCallCounters::default();
+        let mut last = None;
+        let mut frames = 0;
+        for &(seq, i) in seqs {
+            receive(
+                seq,
+                &payloads[i],
+                &mut last,
+                &mut decoder,
+                &mut pcm,
+                &mut counters,
+                |f| {
+                    assert_eq!(f.len(), OPUS_FRAME_SAMPLES);
+                    frames += 1;
+                },
+            );
+        }
+        (frames, counters)
+    }
+
+    #[test]
+    fn one_lost_packet_is_recovered_from_fec_and_longer_gaps_are_concealed() {
+        let p = packets(10);
+        // In order, wrapping through 65535.
+        let (frames, c) = run_receive(&[(65_534, 0), (65_535, 1), (0, 2)], &p);
+        assert_eq!((frames, c.lost_packets), (3, 0));
+        // One missing: FEC from the next packet fills it.
+        let (frames, c) = run_receive(&[(10, 0), (12, 2)], &p);
+        assert_eq!((frames, c.lost_packets, c.recovered_fec), (3, 1, 1));
+        // Three missing: concealed, so the caller's audio keeps its timing.
+        let (frames, c) = run_receive(&[(10, 0), (14, 4)], &p);
+        assert_eq!((frames, c.concealed), (5, 3));
+        // A gap too long to conceal is skipped, not filled with seconds of mush.
+        let (frames, c) = run_receive(&[(10, 0), (100, 1)], &p);
+        assert_eq!((frames, c.lost_packets, c.concealed), (2, 89, 0));
+    }
+
+    #[test]
+    fn duplicates_late_packets_and_garbage_are_counted_and_skipped() {
+        let mut p = packets(3);
+        p.push(Vec::new());
+        let (frames, c) = run_receive(&[(5, 0), (5, 0), (4, 1), (6, 3), (7, 2)], &p);
+        assert_eq!(frames, 2, "only packets 5 and 7 play");
+        assert_eq!(c.bad_packets, 3);
+    }
+}
