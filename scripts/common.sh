@@ -40,6 +40,14 @@ ensure_cmake() {
     apt_install cmake
 }
 
+# The browser-call tests drive Debian's headless Chromium with a fake microphone
+# (reference/browser-testing.md); espeak-ng and sox are for remaking the speech fixtures.
+ensure_chromium() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    say "installing Chromium (for the browser-call tests)"
+    apt_install chromium
+}
+
 LOCAL_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres
 # Marks the pg_hba.conf line this script adds, so it is added once.
 HBA_MARK="# added by vocalized scripts/test"

@@ -4,7 +4,7 @@
 mod support;
 
 use std::path::Path;
-use support::{Process, finish, free_port, http_get, vocalized};
+use support::{Process, finish, free_port, http_get, line_starting, vocalized};
 use vocalized_control::testing::TempDir;
 
 /// Runs `vocalized args...` in a fresh directory and asserts it refused to start:
@@ -119,6 +119,28 @@ fn half_a_twilio_account_is_refused() {
         &["serve"],
         &[("VOCALIZED_TWILIO_ACCOUNT_SID", "AC0123")],
         "must be set together",
+    );
+}
+
+#[test]
+fn bad_browser_call_network_settings_are_refused() {
+    assert_config_error(
+        &["serve"],
+        &[("VOCALIZED_PUBLIC_IP", "voice.example.com")],
+        "VOCALIZED_PUBLIC_IP",
+    );
+    assert_config_error(
+        &["serve", "--webrtc-bind-ip", "0.0.0"],
+        &[],
+        "VOCALIZED_WEBRTC_BIND_IP",
+    );
+    assert_config_error(
+        &["serve"],
+        &[(
+            "VOCALIZED_ICE_SERVERS",
+            r#"[{"urls":"http://stun.example.com"}]"#,
+        )],
+        "VOCALIZED_ICE_SERVERS",
     );
 }
 
@@ -452,29 +474,8 @@ fn media_node_answers_health_checks_and_stops_on_sigterm() {
     );
 }
 
-/// The stdout line that starts with `prefix`, waiting for it (the demo lines follow the
-/// listening line).
-fn line_starting(server: &Process, prefix: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Some(line) = server
-            .stdout_so_far()
-            .lines()
-            .find(|l| l.starts_with(prefix))
-        {
-            return line.to_owned();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {prefix:?} line: {}",
-            server.stdout_so_far()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 #[test]
-fn demo_creates_one_echo_workspace_and_prints_its_key_and_login() {
+fn demo_creates_one_echo_workspace_and_prints_its_page_and_login() {
     let tmp = TempDir::new("vz-cli");
     let start = || {
         let mut command = vocalized(&tmp.0);
@@ -488,20 +489,28 @@ fn demo_creates_one_echo_workspace_and_prints_its_key_and_login() {
         ]);
         let mut server = Process::spawn(&mut command);
         let addr = server.wait_listening();
-        let page = line_starting(&server, "vocalized demo agent: ");
+        let page = line_starting(&server, "vocalized demo: ");
         let login = line_starting(&server, "vocalized demo login: ");
         (server, addr, page, login)
     };
     let (mut server, addr, page, login) = start();
-    let key = page
+    let url = page
         .split_whitespace()
-        .find(|w| w.starts_with("pk_"))
-        .unwrap_or_else(|| panic!("no widget key in {page:?}"))
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no demo page URL in {page:?}"))
         .to_owned();
-    assert!(
-        page.contains(&format!("http://{addr}/widget/{key}/config")),
-        "{page}"
-    );
+    let key = url
+        .strip_prefix(&format!("http://{addr}/demo/"))
+        .unwrap_or_else(|| panic!("the demo URL {url} is not this server's demo page"))
+        .to_owned();
+    assert!(key.starts_with("pk_"), "{key}");
+    // The printed page is served, embeds the widget with this key, and the widget loads.
+    let (status, html) = http_get(addr, &format!("/demo/{key}"));
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&format!(r#"data-key="{key}""#)), "{html}");
+    let (status, js) = http_get(addr, "/widget.js");
+    assert_eq!(status, 200);
+    assert!(js.contains("vocalizedWidget"));
     let (status, body) = http_get(addr, &format!("/widget/{key}/config"));
     assert_eq!(status, 200, "{body}");
     assert!(

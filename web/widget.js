@@ -9,7 +9,8 @@
   var key = script.getAttribute("data-key") || "";
   var origin = new URL(script.src, location.href).origin;
 
-  var hook = { state: "loading", error: null, remoteStream: null, start: start, hangup: hangup };
+  // Read by tests and by pages that want to show their own call UI.
+  var hook = { state: "loading", error: null, remoteStream: null, connectionState: null, start: start, hangup: hangup };
   window.vocalizedWidget = hook;
 
   var config = null, pc = null, mic = null, location_ = null, timer = null, startedAt = 0;
@@ -102,9 +103,13 @@
       };
       pc.onconnectionstatechange = function () {
         if (!pc) return;
-        if (pc.connectionState === "failed") fail("ended", "Call failed: network problem");
-        if (pc.connectionState === "closed" || pc.connectionState === "disconnected") {
-          if (hook.state === "in_call") { cleanup(); setState("ended", "Call ended"); }
+        var st = pc.connectionState;
+        hook.connectionState = st;
+        if (st === "failed" && hook.state === "connecting") {
+          fail("idle", "Could not connect. Check your network and try again.", "ICE failed");
+        } else if (st === "failed" || st === "closed" || st === "disconnected") {
+          // The agent (or the network) ended the call.
+          if (hook.state === "in_call") { location_ = null; cleanup(); setState("ended", "Call ended"); }
         }
       };
       return pc.createOffer()
@@ -118,7 +123,7 @@
           });
         })
         .then(function (res) {
-          if (res.status === 403 || res.status === 429) throw { refused: true, status: res.status };
+          if (res.status === 403 || res.status === 404 || res.status === 429) throw { refused: true, status: res.status };
           if (!res.ok) throw new Error("offer refused: HTTP " + res.status);
           location_ = new URL(res.headers.get("Location"), config.offerUrl || origin).href;
           return res.text();
@@ -177,7 +182,8 @@
         call.setAttribute("aria-label", "Calling is unavailable");
         setState("unavailable", "Calling is unavailable right now.");
       } else {
-        setState("idle", c.greeting || "");
+        // The echo agent is a diagnostic, never mistaken for a real one.
+        setState("idle", c.testProvider ? "Echo test: you will hear yourself." : (c.greeting || ""));
       }
     })
     .catch(function (err) { fail("unavailable", "Could not reach the call service.", err); });

@@ -8,10 +8,11 @@
 use super::{DatabaseArgs, PlatformAccountArgs, ServeArgs};
 use std::fmt;
 use std::io::Write as _;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use vocalized_control::config::{ProviderEndpoint, TwilioAccount};
 use vocalized_control::{ControlConfig, MasterKey};
+use vocalized_shared::ice::{IceServer, parse_ice_servers};
 use vocalized_shared::plan::Secret;
 
 /// A configuration mistake the user must fix; the process exits with code 2.
@@ -59,6 +60,9 @@ pub struct ServeConfig {
     trust_forwarded_for: bool,
     twilio: Option<TwilioAccount>,
     openai: ProviderEndpoint,
+    pub webrtc_bind_ip: IpAddr,
+    pub public_ip: Option<IpAddr>,
+    pub ice_servers: Vec<IceServer>,
 }
 
 impl ServeConfig {
@@ -73,6 +77,15 @@ impl ServeConfig {
             url: provider_url("OpenAI", &args.platform.openai_realtime_url)?,
             api_key: non_empty(args.platform.openai_api_key.as_deref())
                 .map(|key| Secret(key.to_owned())),
+        };
+        let webrtc_bind_ip = ip_setting("VOCALIZED_WEBRTC_BIND_IP", &args.webrtc_bind_ip)?;
+        let public_ip = non_empty(args.public_ip.as_deref())
+            .map(|ip| ip_setting("VOCALIZED_PUBLIC_IP", ip))
+            .transpose()?;
+        let ice_servers = match non_empty(args.ice_servers.as_deref()) {
+            Some(text) => parse_ice_servers(text)
+                .map_err(|why| invalid(format!("invalid VOCALIZED_ICE_SERVERS: {why}")))?,
+            None => Vec::new(),
         };
         let given_key = non_empty(args.master_key.as_deref())
             .map(given_master_key)
@@ -93,7 +106,21 @@ impl ServeConfig {
             trust_forwarded_for: args.trust_forwarded_for,
             twilio,
             openai,
+            webrtc_bind_ip,
+            public_ip,
+            ice_servers,
         })
+    }
+
+    /// How browser calls connect.
+    pub fn webrtc_config(&self) -> vocalized_media::io::webrtc::WebRtcConfig {
+        vocalized_media::io::webrtc::WebRtcConfig {
+            bind_ip: self.webrtc_bind_ip,
+            public_ip: self.public_ip,
+            ice_servers: self.ice_servers.clone(),
+            trust_forwarded_for: self.trust_forwarded_for,
+            ..Default::default()
+        }
     }
 
     /// The control plane's configuration, once the bound address fixes the public URL.
@@ -106,6 +133,7 @@ impl ServeConfig {
         config.trust_forwarded_for = self.trust_forwarded_for;
         config.twilio = self.twilio.clone();
         config.openai = self.openai.clone();
+        config.ice_servers = self.ice_servers.clone();
         config
     }
 
@@ -118,6 +146,15 @@ impl ServeConfig {
             None => format!("http://{}", self.listen_text),
         }
     }
+}
+
+/// An IP address setting, such as `VOCALIZED_PUBLIC_IP`.
+fn ip_setting(name: &str, text: &str) -> Result<IpAddr, ConfigError> {
+    text.trim().parse().map_err(|_| {
+        invalid(format!(
+            "invalid {name} {text:?}: expected an IP address such as 203.0.113.7"
+        ))
+    })
 }
 
 /// Empty variables count as unset: compose files and shells often export `VAR=`.
@@ -483,6 +520,9 @@ mod tests {
                 url: String::new(),
                 api_key: None,
             },
+            webrtc_bind_ip: [0, 0, 0, 0].into(),
+            public_ip: None,
+            ice_servers: Vec::new(),
         };
         let bound: SocketAddr = "127.0.0.1:40123".parse().unwrap();
         assert_eq!(

@@ -72,6 +72,18 @@ pub struct ServeArgs {
     /// no keys) and print its widget key and owner login (`serve` only).
     #[arg(long, env = "VOCALIZED_DEMO")]
     pub demo: bool,
+    /// Address browser-call media binds to: `0.0.0.0` (every interface but loopback) or
+    /// one address, such as `127.0.0.1` for calls from this machine only.
+    #[arg(long, env = "VOCALIZED_WEBRTC_BIND_IP", default_value = "0.0.0.0")]
+    pub webrtc_bind_ip: String,
+    /// The public IP announced to browsers instead of the bound one (1:1 NAT, e.g. a cloud
+    /// VM's public address).
+    #[arg(long, env = "VOCALIZED_PUBLIC_IP")]
+    pub public_ip: Option<String>,
+    /// STUN/TURN servers for browser calls, as a JSON array of RTCIceServer objects, e.g.
+    /// `[{"urls":"stun:stun.example.com:3478"}]`. Given to the widget and used by the server.
+    #[arg(long, env = "VOCALIZED_ICE_SERVERS")]
+    pub ice_servers: Option<String>,
     #[command(flatten)]
     pub platform: PlatformAccountArgs,
 }

@@ -14,6 +14,7 @@ use vocalized_control::calls::link::InProcessLink;
 use vocalized_control::{CreateAdminError, Db};
 use vocalized_media::io::NodeState;
 use vocalized_media::io::twilio_call::{self, TwilioCallConfig};
+use vocalized_media::io::webrtc;
 
 /// How long a stopping server waits for open requests (and a media node for its calls)
 /// before it exits anyway; orchestrators usually kill after 30 s, so finish first.
@@ -104,8 +105,14 @@ async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
             media_node.render_metrics() + &vocalized_media::io::metrics::render()
         }));
         let (link, writer) = InProcessLink::start(state);
-        let calls = twilio_call::router(Arc::new(link), node.clone(), TwilioCallConfig::default());
-        app = app.merge(calls);
+        let link = Arc::new(link);
+        let phone =
+            twilio_call::router(Arc::clone(&link), node.clone(), TwilioCallConfig::default());
+        let browser = webrtc::router(link, node.clone(), config.webrtc_config());
+        app = app
+            .merge(phone)
+            .merge(browser)
+            .merge(webrtc::assets_router());
         event_writer = Some(writer);
     }
     println!("vocalized listening on http://{bound} (public URL {public_url})");
@@ -146,10 +153,8 @@ async fn print_demo(db: &Db, data_dir: &std::path::Path, public_url: &str) -> Re
             .ok()
             .map(|p| p.trim().to_owned()),
     };
-    // The demo page and the browser call arrive with the WebRTC path; until then the
-    // demo is the echo agent and its widget configuration.
     println!(
-        "vocalized demo agent: echo test provider, widget key {key} (config: {public_url}/widget/{key}/config)",
+        "vocalized demo: open {public_url}/demo/{key} and press Call (agent: the echo test provider, widget key {key})",
         key = demo.public_key
     );
     match password {
@@ -290,11 +295,15 @@ where
     F: Future<Output = ()>,
 {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        })
-        .into_future();
+    // The peer address feeds per-address rate limits and the browser-call limit.
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stopped.await;
+    })
+    .into_future();
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("the server stopped"),

@@ -213,3 +213,24 @@ pub fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
+
+/// The stdout line that starts with `prefix`, waiting for it (the demo lines follow the
+/// listening line).
+pub fn line_starting(server: &Process, prefix: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(line) = server
+            .stdout_so_far()
+            .lines()
+            .find(|l| l.starts_with(prefix))
+        {
+            return line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {prefix:?} line: {}",
+            server.stdout_so_far()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
