@@ -259,6 +259,46 @@ async fn a_visitor_calls_from_the_demo_page_hears_the_echo_and_hangs_up() {
     )
     .await;
 
+    // The demo owner watches /calls/live while the visitor is in the call.
+    let http = reqwest::Client::new();
+    let session: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": login[3], "password": login[4]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().expect("login token").to_owned();
+    let workspaces = api(&http, &base, &token, "/api/v1/workspaces").await;
+    let ws = workspaces["workspaces"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let watcher = {
+        let (http, base, token, ws) = (http.clone(), base.clone(), token.clone(), ws.clone());
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                let live = api(
+                    &http,
+                    &base,
+                    &token,
+                    &format!("/api/v1/workspaces/{ws}/calls/live"),
+                )
+                .await;
+                if live["active_calls"]
+                    .as_array()
+                    .is_some_and(|calls| calls.iter().any(|c| c["source"] == "web"))
+                {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        })
+    };
+
     let seconds = 7;
     let got = page.eval(&format!("{CALL_AND_LISTEN}({seconds})")).await;
     assert!(got.get("failed").is_none(), "the call did not start: {got}");
@@ -266,6 +306,10 @@ async fn a_visitor_calls_from_the_demo_page_hears_the_echo_and_hangs_up() {
     assert_eq!(got["state"], "ended");
     assert_eq!(got["message"], "Call ended");
     assert!(got["label"].as_str().unwrap().starts_with("Call"), "{got}");
+    assert!(
+        watcher.await.unwrap(),
+        "the call never showed in /calls/live"
+    );
     let rms: Vec<f64> = got["rms"]
         .as_array()
         .unwrap()
@@ -289,22 +333,6 @@ async fn a_visitor_calls_from_the_demo_page_hears_the_echo_and_hangs_up() {
     );
 
     // The call record: completed, from the web, as long as the call was up.
-    let http = reqwest::Client::new();
-    let session: Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": login[3], "password": login[4]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().expect("login token").to_owned();
-    let workspaces = api(&http, &base, &token, "/api/v1/workspaces").await;
-    let ws = workspaces["workspaces"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let deadline = Instant::now() + Duration::from_secs(15);
     let call = loop {
         let calls = api(
@@ -325,6 +353,18 @@ async fn a_visitor_calls_from_the_demo_page_hears_the_echo_and_hangs_up() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(call["source"], "web");
+    let live = api(
+        &http,
+        &base,
+        &token,
+        &format!("/api/v1/workspaces/{ws}/calls/live"),
+    )
+    .await;
+    assert_eq!(
+        live["active_calls"],
+        json!([]),
+        "an ended call is no longer live"
+    );
     let id = call["id"].as_str().unwrap();
     let detail = api(
         &http,
