@@ -1,6 +1,7 @@
 //! Protocol-faithful stand-ins for the outside world. Each speaks the real wire format
 //! byte for byte (protocols.md), records what the gateway did, and can be told to fail.
 
+pub mod gemini;
 pub mod openai;
 pub mod twilio;
 
