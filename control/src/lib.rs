@@ -6,6 +6,8 @@
 //! - [`db`]: the pool, dialect and migrations.
 //! - [`auth`]: passwords, access tokens, refresh-token sessions.
 //! - [`calls`]: admission, stream tokens and plans, applying call events, pricing.
+//! - [`routing`]: which providers a call tries and with whose key; provider health and
+//!   circuit breaking (pure).
 //! - [`twilio`]: webhook signatures and TwiML.
 //! - [`http`]: the REST API, one module per resource; errors, extractors, rate limits.
 //! - [`settings`], [`audit`], [`email`], [`metrics`]: platform settings, the admin audit
@@ -22,6 +24,7 @@ pub mod demo;
 pub mod email;
 pub mod http;
 pub mod metrics;
+pub mod routing;
 pub mod settings;
 pub mod state;
 pub mod testing;
