@@ -512,7 +512,8 @@ async fn a_provider_that_drops_mid_call_ends_it_cleanly_with_an_apology() {
     let call = gw.finished_call(&params.call_sid).await;
     let c = &call["call"];
     assert_eq!(c["status"], "failed");
-    assert_eq!(c["error_code"], "provider_closed");
+    // Its only provider failed: the chain is exhausted.
+    assert_eq!(c["error_code"], "all_providers_failed");
     // The response that completed before the drop was still billed.
     assert!(c["cost_total_micros"].as_i64().unwrap() > 0, "{c}");
     let id = c["id"].as_str().unwrap();
@@ -524,4 +525,11 @@ async fn a_provider_that_drops_mid_call_ends_it_cleanly_with_an_apology() {
         .map(|e| e["event_type"].as_str().unwrap())
         .collect();
     assert_eq!(kinds.last(), Some(&"ended"), "{kinds:?}");
+    let why = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == "error")
+        .expect("the provider's failure is recorded");
+    assert!(why.to_string().contains("provider_closed"), "{why}");
 }

@@ -186,3 +186,87 @@ fn web_barge_in_flushes_the_pacer_and_truncates_by_the_playout_clock() {
     // The resampler holds back a few ms, so the clock runs slightly behind 260.
     assert!((230..=270).contains(&audio_end_ms), "{audio_end_ms}");
 }
+
+#[test]
+fn a_provider_switch_keeps_marks_and_barge_in_and_converts_to_the_new_formats() {
+    let mut h = Harness::twilio_passthrough(&settings());
+    h.auto_echo = false;
+    h.start();
+    h.provider(ProviderEvent::Connected);
+    // The first provider's turn is on its way to the caller when the provider dies.
+    let chunk = vec![0x55u8; 800]; // 100 ms of µ-law
+    let sent = h.agent_audio("item_old", &chunk);
+    assert!(sent.contains(&Out::Mark("item_old:1".into())));
+    h.agent_audio("item_old", &chunk);
+    let pcm16 = AudioFormat::Pcm16 {
+        sample_rate_hz: 16_000,
+    };
+    let pcm24 = AudioFormat::Pcm16 {
+        sample_rate_hz: 24_000,
+    };
+    h.session
+        .switch_provider("gemini", pcm16, pcm24, "provider_closed", h.now)
+        .unwrap();
+    let out = h.input(vocalized_media::core::session::Input::Timeout);
+    assert!(matches!(
+        &kinds(&out)[..],
+        [CallEventKind::Failover { from, to, reason }]
+            if from == "openai" && to == "gemini" && reason == "provider_closed"
+    ));
+    // Caller audio now goes out as 16 kHz PCM: 20 ms of µ-law is 640 bytes.
+    let mut bytes = 0;
+    for _ in 0..10 {
+        for out in h.caller_media(&[0x7Fu8; 160]) {
+            if let Out::ProviderAudio(b) = out {
+                bytes += b.len();
+            }
+        }
+    }
+    assert!((5_000..=6_400).contains(&bytes), "{bytes}");
+    // The old turn's mark still counts, and barge-in still cuts it at what was heard.
+    h.advance_to(100);
+    h.mark_echo("item_old:1");
+    assert_eq!(h.session.counters().marks_acked, 1);
+    h.advance_to(150);
+    let out = h.provider(ProviderEvent::Interrupted);
+    assert!(out.contains(&Out::Clear), "{out:?}");
+    // The provider that sent it is gone: no truncate for the new one, which never knew
+    // the item; the barge-in is recorded at what the caller heard.
+    assert!(
+        !out.iter().any(|o| matches!(o, Out::Truncate { .. })),
+        "{out:?}"
+    );
+    assert!(
+        kinds(&out)
+            .iter()
+            .any(|k| matches!(k, CallEventKind::BargeIn { item_id, heard_ms }
+            if item_id == "item_old" && (100..=200).contains(heard_ms))),
+        "{out:?}"
+    );
+    // The new provider's 24 kHz audio reaches the caller as µ-law at 8 kHz.
+    let pcm = vec![0u8; 4_800]; // 100 ms at 24 kHz
+    let media: usize = h
+        .agent_audio("gemini_turn_1", &pcm)
+        .iter()
+        .map(|o| match o {
+            Out::Media(b) => b.len(),
+            _ => 0,
+        })
+        .sum();
+    assert!((600..=800).contains(&media), "{media}");
+    // A format the session cannot carry is refused and changes nothing.
+    assert!(
+        h.session
+            .switch_provider(
+                "odd",
+                AudioFormat::Pcm16 {
+                    sample_rate_hz: 11_025
+                },
+                pcm24,
+                "x",
+                h.now
+            )
+            .is_err()
+    );
+    assert_eq!(h.session.config().provider, "gemini");
+}

@@ -1,27 +1,37 @@
-//! The agent's provider as a call driver sees it: connected, fed [`ProviderCommand`]s,
-//! and woken when it has something for the session. One enum over the in-process echo
-//! test provider and the WebSocket providers, so the phone and browser drivers share
-//! one loop shape whatever answers the call.
+//! The agent's provider as a call driver sees it: the plan's chain of providers, one of
+//! them connected at a time, with failover (ARCHITECTURE.md §4, issue 6).
 //!
-//! The driver `select!`s on [`Provider::wake`] (cancel-safe: it only reads one frame or
-//! waits for a deadline), then hands what woke it to [`Provider::deliver`], which turns it
-//! into [`ProviderEvent`]s for the session.
+//! [`ProviderChain`] connects the first provider in the plan that answers, and when the
+//! one in use fails (its socket drops, it sends a fatal error, or a send fails) the next
+//! one, re-seeded with the agent's instructions and the conversation so far; the session
+//! is switched to the new provider's formats and records a `failover` event each time it
+//! moves on. When none is left the session ends the call `all_providers_failed`.
+//! Gemini's `goAway` rolls the session over to a new connection of the same provider
+//! with its resumption handle.
+//!
+//! The driver `select!`s on [`ProviderChain::wake`] (cancel-safe: it reads one frame or
+//! waits for a deadline), hands what woke it to [`ProviderChain::deliver`], and calls
+//! [`ProviderChain::recover`] with any failure that reports.
 
 use super::provider_ws::{self, ProviderSocket};
 use crate::core::echo::{self, EchoProvider};
-use crate::core::session::{ProviderCommand, ProviderEvent};
-use crate::core::wire::openai;
+use crate::core::session::{CallSession, Input, ProviderCommand, ProviderEvent};
+use crate::core::wire::{gemini, openai};
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use tracing::warn;
+use tracing::{info, warn};
 use vocalized_shared::audio::AudioFormat;
+use vocalized_shared::events::{CallEvent, CallEventKind, Role};
 use vocalized_shared::plan::{CallPlan, ProviderKind, ProviderTarget};
 
 /// PCM16 at 24 kHz: the echo provider's format, and OpenAI's for non-telephone callers.
 const PCM24: AudioFormat = AudioFormat::Pcm16 {
     sample_rate_hz: echo::SAMPLE_RATE,
 };
+
+/// The error code a call ends with when every provider in its chain failed.
+pub const ALL_PROVIDERS_FAILED: &str = "all_providers_failed";
 
 /// The formats a provider speaks for a caller leg: `(caller audio in, agent audio out)`.
 /// `None` for a provider this build cannot connect.
@@ -32,7 +42,8 @@ pub fn formats(kind: ProviderKind, caller: AudioFormat) -> Option<(AudioFormat, 
             let f = openai::provider_format(caller);
             Some((f, f))
         }
-        ProviderKind::Gemini | ProviderKind::Elevenlabs | ProviderKind::Deepgram => None,
+        ProviderKind::Gemini => Some(gemini::provider_format()),
+        ProviderKind::Elevenlabs | ProviderKind::Deepgram => None,
     }
 }
 
@@ -40,150 +51,522 @@ pub fn formats(kind: ProviderKind, caller: AudioFormat) -> Option<(AudioFormat, 
 pub enum Wake {
     /// A text or binary frame from a WebSocket provider.
     Frame(Message),
-    /// The provider's connection is gone.
-    Closed,
+    /// The provider's connection is gone (with its close code, if it sent one).
+    Closed(Option<u16>, String),
     /// The in-process provider has events due.
     Due,
 }
 
-/// A connected provider.
-pub enum Provider {
+/// Why the provider in use can no longer serve the call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// It failed: the code becomes the failover's reason.
+    Failed(String),
+    /// It asked us to reconnect (Gemini `goAway`): roll over to a new session of it.
+    GoAway,
+}
+
+/// One connected provider.
+enum Provider {
     Echo(EchoProvider),
     OpenAi {
         socket: ProviderSocket,
         decoder: openai::OpenAiDecoder,
-        /// Reused for every outgoing message.
+        text: String,
+    },
+    Gemini {
+        socket: ProviderSocket,
+        decoder: gemini::GeminiDecoder,
         text: String,
     },
 }
 
 impl Provider {
-    /// Connects the plan's first provider for a caller speaking `caller`, sends its
-    /// session setup and greeting, and returns it. The error is the call's `error_code`.
-    pub async fn connect(
-        plan: &CallPlan,
-        caller: AudioFormat,
-        timeout: Duration,
-    ) -> Result<Self, &'static str> {
-        let target = plan.providers.first().ok_or("no_provider")?;
-        match target.kind {
-            ProviderKind::Echo => Ok(Provider::Echo(EchoProvider::new())),
-            ProviderKind::Openai => connect_openai(plan, target, caller, timeout).await,
-            _ => Err("provider_unavailable"),
-        }
-    }
-
-    /// Sends one command; `false` when the provider is gone (its read side reports it).
-    pub async fn send(&mut self, cmd: &ProviderCommand<'_>, now: Instant) -> bool {
-        match self {
+    async fn send(&mut self, cmd: &ProviderCommand<'_>, now: Instant) -> bool {
+        let (socket, text, wrote) = match self {
             Provider::Echo(echo) => {
                 echo.handle_command(*cmd, now);
-                true
+                return true;
             }
             Provider::OpenAi { socket, text, .. } => {
-                if !openai::write_command(cmd, text) {
-                    let _ = socket.close(None).await;
-                    return false;
-                }
-                socket
-                    .send(Message::Text(text.as_str().into()))
-                    .await
-                    .is_ok()
+                let wrote = openai::write_command(cmd, text);
+                (socket, text, wrote)
             }
+            Provider::Gemini { socket, text, .. } => {
+                let wrote = gemini::write_command(cmd, text);
+                (socket, text, wrote)
+            }
+        };
+        if wrote {
+            socket
+                .send(Message::Text(text.as_str().into()))
+                .await
+                .is_ok()
+        } else {
+            // Nothing to send for this command; `Close` closes.
+            if matches!(cmd, ProviderCommand::Close) {
+                let _ = socket.close(None).await;
+            }
+            true
         }
     }
 
-    /// Waits until the provider has something for the session. Cancel-safe.
-    pub async fn wake(&mut self) -> Wake {
-        match self {
+    async fn wake(&mut self) -> Wake {
+        let socket = match self {
             Provider::Echo(echo) => {
                 if echo.has_event_due(Instant::now()) {
                     return Wake::Due;
                 }
-                match echo.next_deadline() {
+                return match echo.next_deadline() {
                     Some(due) => {
                         tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
                         Wake::Due
                     }
                     None => std::future::pending().await,
-                }
+                };
             }
-            Provider::OpenAi { socket, .. } => loop {
-                match socket.next().await {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Wake::Closed,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Ok(m)) => return Wake::Frame(m),
+            Provider::OpenAi { socket, .. } | Provider::Gemini { socket, .. } => socket,
+        };
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    return match frame {
+                        Some(f) => Wake::Closed(Some(f.code.into()), f.reason.to_string()),
+                        None => Wake::Closed(None, String::new()),
+                    };
                 }
-            },
+                None | Some(Err(_)) => return Wake::Closed(None, String::new()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(m)) => return Wake::Frame(m),
+            }
         }
     }
 
-    /// Turns what woke the driver into events for the session.
-    pub fn deliver(&mut self, wake: Wake, now: Instant, mut emit: impl FnMut(ProviderEvent<'_>)) {
+    fn deliver(&mut self, wake: Wake, now: Instant, mut emit: impl FnMut(ProviderEvent<'_>)) {
         match (self, wake) {
-            (_, Wake::Closed) => emit(ProviderEvent::Closed),
-            (Provider::Echo(echo), _) => {
+            (Provider::Echo(echo), Wake::Due) => {
                 while let Some(event) = echo.poll_event(now) {
                     emit(event);
                 }
             }
+            (Provider::Gemini { decoder, .. }, Wake::Closed(code, reason)) => {
+                decoder.handle_close(code, &reason, emit)
+            }
+            (_, Wake::Closed(..)) => emit(ProviderEvent::Closed),
             (Provider::OpenAi { decoder, .. }, Wake::Frame(Message::Text(t))) => {
                 decoder.handle_text(t.as_str(), emit);
             }
+            (Provider::Gemini { decoder, .. }, Wake::Frame(Message::Text(t))) => {
+                decoder.handle_text(t.as_str(), emit);
+            }
+            (Provider::Gemini { decoder, .. }, Wake::Frame(Message::Binary(b))) => {
+                decoder.handle_binary(&b, emit);
+            }
             (Provider::OpenAi { decoder, .. }, Wake::Frame(_)) => decoder.malformed += 1,
-            (Provider::OpenAi { .. }, Wake::Due) => {}
+            (Provider::Gemini { decoder, .. }, Wake::Frame(_)) => decoder.malformed += 1,
+            (_, _) => {}
         }
     }
 
-    /// Frames the provider sent that could not be understood.
-    pub fn malformed(&self) -> u64 {
+    fn malformed(&self) -> u64 {
         match self {
             Provider::Echo(_) => 0,
             Provider::OpenAi { decoder, .. } => decoder.malformed,
+            Provider::Gemini { decoder, .. } => decoder.malformed,
         }
     }
 
-    /// Closes the connection (no-op for in-process providers).
-    pub async fn close(&mut self) {
-        if let Provider::OpenAi { socket, .. } = self {
+    async fn close(&mut self) {
+        if let Provider::OpenAi { socket, .. } | Provider::Gemini { socket, .. } = self {
             let _ = socket.close(None).await;
         }
     }
 }
 
-async fn connect_openai(
+/// How a connection is opened: what it continues from.
+struct Opening<'a> {
+    /// The conversation so far (failover, rollover); the greeting is only for a fresh one.
+    turns: &'a [(Role, String)],
+    /// Gemini's resumption handle, for a rollover after `goAway`.
+    resume_handle: Option<String>,
+}
+
+/// Connects `target` and sets its session up, waiting until the provider has accepted
+/// it: a refused connection, a timeout or a rejected session is an error (the call's
+/// `error_code` or the failover's reason). The whole exchange has `timeout`.
+async fn connect(
     plan: &CallPlan,
     target: &ProviderTarget,
     caller: AudioFormat,
     timeout: Duration,
-) -> Result<Provider, &'static str> {
-    let url = openai::connect_url(&target.url, &target.model);
-    let mut socket = provider_ws::connect(&url, target.api_key.expose(), timeout)
+    opening: Opening<'_>,
+) -> Result<Provider, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let fresh = opening.turns.is_empty();
+    let (mut provider, first): (Provider, Vec<String>) = match target.kind {
+        ProviderKind::Echo => {
+            // The echo reports `Connected` itself; the chain reports it for every provider.
+            let mut echo = EchoProvider::new();
+            let _connected = echo.poll_event(Instant::now());
+            return Ok(Provider::Echo(echo));
+        }
+        ProviderKind::Openai => {
+            let url = openai::connect_url(&target.url, &target.model);
+            let auth = format!("Bearer {}", target.api_key.expose());
+            let socket = open(&url, &[("authorization", auth.as_str())], timeout).await?;
+            let setup = openai::OpenAiSetup {
+                model: target.model.clone(),
+                instructions: plan.instructions.clone(),
+                settings: plan.settings.clone(),
+                tools: plan.tools.clone(),
+                format: caller,
+            };
+            let provider = Provider::OpenAi {
+                socket,
+                decoder: openai::OpenAiDecoder::new(target.model.clone()),
+                text: String::with_capacity(2048),
+            };
+            (provider, vec![openai::session_update(&setup)])
+        }
+        ProviderKind::Gemini => {
+            let url = gemini::connect_url(&target.url, target.api_key.expose());
+            let socket = open(&url, &[], timeout).await?;
+            let setup = gemini::GeminiSetup {
+                model: target.model.clone(),
+                instructions: plan.instructions.clone(),
+                settings: plan.settings.clone(),
+                tools: plan.tools.clone(),
+                resume_handle: opening.resume_handle.clone(),
+            };
+            let provider = Provider::Gemini {
+                socket,
+                decoder: gemini::GeminiDecoder::new(target.model.clone()),
+                text: String::with_capacity(2048),
+            };
+            (provider, vec![gemini::setup_message(&setup)])
+        }
+        ProviderKind::Elevenlabs | ProviderKind::Deepgram => {
+            return Err("provider_unavailable".into());
+        }
+    };
+    let accepted = async {
+        for text in first {
+            send_text(&mut provider, text).await?;
+        }
+        // Wait for the provider to accept the session (OpenAI `session.updated`, Gemini
+        // `setupComplete`); an error first means it was rejected.
+        loop {
+            let wake = provider.wake().await;
+            let mut outcome: Option<Result<(), String>> = None;
+            provider.deliver(wake, Instant::now(), |event| match event {
+                ProviderEvent::Connected => outcome = Some(Ok(())),
+                ProviderEvent::Error { code, .. } if outcome.is_none() => {
+                    outcome = Some(Err(code.to_owned()));
+                }
+                ProviderEvent::Closed if outcome.is_none() => {
+                    outcome = Some(Err("provider_closed".to_owned()));
+                }
+                _ => {}
+            });
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+        }
+    };
+    match tokio::time::timeout_at(deadline, accepted).await {
+        Err(_) => {
+            provider.close().await;
+            return Err("provider_timeout".into());
+        }
+        Ok(Err(code)) => {
+            provider.close().await;
+            return Err(code);
+        }
+        Ok(Ok(())) => {}
+    }
+    let mut then = Vec::new();
+    match &provider {
+        Provider::OpenAi { .. } if fresh => then.extend(openai::greeting(&plan.settings)),
+        Provider::OpenAi { .. } => then.extend(openai::seed_history(opening.turns)),
+        // A resumed Gemini session remembers the conversation itself.
+        Provider::Gemini { .. } if opening.resume_handle.is_some() => {}
+        Provider::Gemini { .. } if fresh => then.extend(gemini::greeting(&plan.settings)),
+        Provider::Gemini { .. } => then.extend(gemini::seed_history(opening.turns)),
+        Provider::Echo(_) => {}
+    }
+    for text in then {
+        send_text(&mut provider, text).await?;
+    }
+    Ok(provider)
+}
+
+async fn open(
+    url: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<ProviderSocket, String> {
+    provider_ws::connect(url, headers, timeout)
         .await
         .map_err(|e| {
             warn!(error = %e, "provider connect failed");
-            e.code()
-        })?;
-    let setup = openai::OpenAiSetup {
-        model: target.model.clone(),
-        instructions: plan.instructions.clone(),
-        settings: plan.settings.clone(),
-        tools: plan.tools.clone(),
-        format: caller,
-    };
-    let mut first = vec![openai::session_update(&setup)];
-    first.extend(openai::greeting(&plan.settings));
-    for text in first {
+            e.code().to_owned()
+        })
+}
+
+async fn send_text(provider: &mut Provider, text: String) -> Result<(), String> {
+    if let Provider::OpenAi { socket, .. } | Provider::Gemini { socket, .. } = provider {
         socket
             .send(Message::Text(text.into()))
             .await
-            .map_err(|_| "provider_closed")?;
+            .map_err(|_| "provider_closed".to_owned())?;
     }
-    Ok(Provider::OpenAi {
-        socket,
-        decoder: openai::OpenAiDecoder::new(target.model.clone()),
-        text: String::with_capacity(2048),
-    })
+    Ok(())
+}
+
+/// The plan's providers, one connected at a time. See the module notes.
+pub struct ProviderChain<'p> {
+    plan: &'p CallPlan,
+    caller: AudioFormat,
+    timeout: Duration,
+    /// The target in use (or last tried), as an index into `plan.providers`.
+    index: usize,
+    current: Option<Provider>,
+    /// Final transcripts so far, to re-seed a provider taking over.
+    turns: Vec<(Role, String)>,
+    /// Frames earlier providers sent that could not be understood.
+    malformed: u64,
+}
+
+impl<'p> ProviderChain<'p> {
+    pub fn new(plan: &'p CallPlan, caller: AudioFormat, timeout: Duration) -> Self {
+        Self {
+            plan,
+            caller,
+            timeout,
+            index: 0,
+            current: None,
+            turns: Vec::new(),
+            malformed: 0,
+        }
+    }
+
+    /// The formats to build the session with: those of the first provider in the chain.
+    pub fn initial_formats(&self) -> Option<(AudioFormat, AudioFormat)> {
+        formats(self.plan.providers.first()?.kind, self.caller)
+    }
+
+    /// Connects the first provider that answers. `false` when none did: the session has
+    /// been told and is ending the call.
+    pub async fn start(&mut self, session: &mut CallSession) -> bool {
+        self.connect_from(0, session).await
+    }
+
+    /// Handles a failure of the provider in use: a new session of the same provider
+    /// after `goAway`, otherwise the next provider in the chain. `false` when no
+    /// provider is left (the session is ending the call).
+    pub async fn recover(&mut self, failure: Failure, session: &mut CallSession) -> bool {
+        let failed = self.current.take();
+        if let Some(mut p) = failed {
+            self.malformed += p.malformed();
+            let resume_handle = match &p {
+                Provider::Gemini { decoder, .. } => {
+                    decoder.latest_resume_handle().map(str::to_owned)
+                }
+                _ => None,
+            };
+            p.close().await;
+            if failure == Failure::GoAway {
+                let target = &self.plan.providers[self.index];
+                let opening = Opening {
+                    turns: &self.turns,
+                    resume_handle,
+                };
+                match connect(self.plan, target, self.caller, self.timeout, opening).await {
+                    Ok(p) => {
+                        info!(
+                            provider = target.kind.as_str(),
+                            "provider session rolled over"
+                        );
+                        let (input, output) = session_formats(session);
+                        let name = target.kind.as_str();
+                        let now = Instant::now();
+                        let _ =
+                            session.switch_provider(name, input, output, "session_rollover", now);
+                        self.current = Some(p);
+                        return true;
+                    }
+                    Err(code) => return self.move_on(code, session).await,
+                }
+            }
+        }
+        let reason = match failure {
+            Failure::Failed(code) => code,
+            Failure::GoAway => "go_away".to_owned(),
+        };
+        self.move_on(reason, session).await
+    }
+
+    /// Records the move past the provider that failed with `reason`, then connects the
+    /// next one that answers.
+    async fn move_on(&mut self, reason: String, session: &mut CallSession) -> bool {
+        let next = self.index + 1;
+        if !self.switch_to(next, &reason, session) {
+            return self.give_up(session);
+        }
+        self.connect_from(next, session).await
+    }
+
+    /// Points the session at target `index` (recording the failover); `false` when
+    /// there is no such target.
+    fn switch_to(&mut self, index: usize, reason: &str, session: &mut CallSession) -> bool {
+        let mut index = index;
+        while let Some(target) = self.plan.providers.get(index) {
+            if let Some((input, output)) = formats(target.kind, self.caller)
+                && session
+                    .switch_provider(target.kind.as_str(), input, output, reason, Instant::now())
+                    .is_ok()
+            {
+                self.index = index;
+                return true;
+            }
+            index += 1;
+        }
+        false
+    }
+
+    async fn connect_from(&mut self, start: usize, session: &mut CallSession) -> bool {
+        let mut index = start;
+        self.index = start;
+        loop {
+            let Some(target) = self.plan.providers.get(index) else {
+                return self.give_up(session);
+            };
+            let opening = Opening {
+                turns: &self.turns,
+                resume_handle: None,
+            };
+            let result = if formats(target.kind, self.caller).is_some() {
+                connect(self.plan, target, self.caller, self.timeout, opening).await
+            } else {
+                Err("provider_unavailable".to_owned())
+            };
+            match result {
+                Ok(provider) => {
+                    self.current = Some(provider);
+                    session.handle_input(Input::Provider(ProviderEvent::Connected), Instant::now());
+                    return true;
+                }
+                Err(code) => {
+                    warn!(provider = target.kind.as_str(), %code, "provider failed at setup");
+                    if !self.switch_to(index + 1, &code, session) {
+                        return self.give_up(session);
+                    }
+                    index = self.index;
+                }
+            }
+        }
+    }
+
+    fn give_up(&mut self, session: &mut CallSession) -> bool {
+        self.current = None;
+        let event = ProviderEvent::Error {
+            fatal: true,
+            code: ALL_PROVIDERS_FAILED,
+            message: "no provider in the chain could serve the call",
+        };
+        session.handle_input(Input::Provider(event), Instant::now());
+        false
+    }
+
+    /// Remembers final transcripts, for re-seeding a provider that takes over.
+    pub fn observe(&mut self, event: &CallEvent) {
+        if let CallEventKind::Transcript { role, text, .. } = &event.kind {
+            self.turns.push((*role, text.clone()));
+        }
+    }
+
+    /// Sends one command to the provider in use; `false` when it is gone.
+    pub async fn send(&mut self, cmd: &ProviderCommand<'_>, now: Instant) -> bool {
+        match self.current.as_mut() {
+            Some(p) => p.send(cmd, now).await,
+            None => true,
+        }
+    }
+
+    /// Waits until the provider in use has something. Cancel-safe; never returns when
+    /// there is none.
+    pub async fn wake(&mut self) -> Wake {
+        match self.current.as_mut() {
+            Some(p) => p.wake().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Hands what woke the driver to the session. A failure of the provider is not
+    /// passed on (the session would end the call): it is returned for [`Self::recover`],
+    /// after the error is recorded as a non-fatal error event.
+    pub fn deliver(
+        &mut self,
+        wake: Wake,
+        now: Instant,
+        session: &mut CallSession,
+    ) -> Option<Failure> {
+        let provider = self.current.as_mut()?;
+        let mut failure = None;
+        provider.deliver(wake, now, |event| match event {
+            ProviderEvent::Closed => {
+                if failure.is_none() {
+                    let recorded = ProviderEvent::Error {
+                        fatal: false,
+                        code: "provider_closed",
+                        message: "the provider closed the connection",
+                    };
+                    session.handle_input(Input::Provider(recorded), now);
+                    failure = Some(Failure::Failed("provider_closed".into()));
+                }
+            }
+            ProviderEvent::Error {
+                fatal: true,
+                code,
+                message,
+            } => {
+                let recorded = ProviderEvent::Error {
+                    fatal: false,
+                    code,
+                    message,
+                };
+                session.handle_input(Input::Provider(recorded), now);
+                failure = Some(Failure::Failed(code.to_owned()));
+            }
+            event if failure.is_none() => session.handle_input(Input::Provider(event), now),
+            _ => {}
+        });
+        if failure.is_none()
+            && let Provider::Gemini { decoder, .. } = provider
+            && decoder.take_go_away().is_some()
+        {
+            failure = Some(Failure::GoAway);
+        }
+        failure
+    }
+
+    /// Frames providers sent that could not be understood, over the whole call.
+    pub fn malformed(&self) -> u64 {
+        self.malformed + self.current.as_ref().map_or(0, Provider::malformed)
+    }
+
+    /// Closes the provider in use.
+    pub async fn close(&mut self) {
+        if let Some(mut p) = self.current.take() {
+            self.malformed += p.malformed();
+            p.close().await;
+        }
+    }
+}
+
+fn session_formats(session: &CallSession) -> (AudioFormat, AudioFormat) {
+    let c = session.config();
+    (c.provider_input, c.provider_output)
 }
 
 #[cfg(test)]
@@ -197,7 +580,10 @@ mod tests {
         let web = crate::core::session::WEB_CALLER_FORMAT;
         assert_eq!(formats(ProviderKind::Openai, web), Some((PCM24, PCM24)));
         assert_eq!(formats(ProviderKind::Echo, ulaw), Some((PCM24, PCM24)));
-        assert_eq!(formats(ProviderKind::Gemini, ulaw), None);
+        assert_eq!(
+            formats(ProviderKind::Gemini, ulaw),
+            Some(gemini::provider_format())
+        );
     }
 
     #[tokio::test]

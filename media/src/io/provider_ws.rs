@@ -39,19 +39,24 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// Opens `url` with `Authorization: Bearer {api_key}`.
+/// Opens `url` with extra request headers (the provider's auth: `authorization`,
+/// `xi-api-key`, ...), giving up after `timeout`.
 pub async fn connect(
     url: &str,
-    api_key: &str,
+    headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<ProviderSocket, ConnectError> {
     install_crypto_provider();
     let mut request = url
         .into_client_request()
         .map_err(|e| ConnectError::BadUrl(e.to_string()))?;
-    let auth = HeaderValue::from_str(&format!("Bearer {api_key}"))
-        .map_err(|_| ConnectError::BadUrl("API key is not a valid header value".into()))?;
-    request.headers_mut().insert("authorization", auth);
+    for (name, value) in headers {
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| ConnectError::BadUrl(format!("the {name} header is not a valid value")))?;
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConnectError::BadUrl(format!("{name} is not a header name")))?;
+        request.headers_mut().insert(name, value);
+    }
     match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request)).await {
         Err(_) => Err(ConnectError::Timeout(timeout)),
         Ok(Err(e)) => Err(ConnectError::Refused(e.to_string())),
@@ -68,20 +73,20 @@ mod tests {
         install_crypto_provider();
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
         // Nothing listens on port 9: refused quickly, with a code for the call record.
-        let e = connect("ws://127.0.0.1:9/v1/realtime", "sk", Duration::from_secs(2))
-            .await
-            .unwrap_err();
-        assert_eq!(e.code(), "provider_connect_failed");
-        // A TLS handshake is attempted (and fails) rather than panicking for want of a provider.
         let e = connect(
-            "wss://127.0.0.1:9/v1/realtime",
-            "sk",
+            "ws://127.0.0.1:9/v1/realtime",
+            &[("authorization", "Bearer sk")],
             Duration::from_secs(2),
         )
         .await
         .unwrap_err();
         assert_eq!(e.code(), "provider_connect_failed");
-        let e = connect("not a url", "sk", Duration::from_secs(2))
+        // A TLS handshake is attempted (and fails) rather than panicking for want of a provider.
+        let e = connect("wss://127.0.0.1:9/v1/realtime", &[], Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "provider_connect_failed");
+        let e = connect("not a url", &[], Duration::from_secs(2))
             .await
             .unwrap_err();
         assert_eq!(e.code(), "provider_misconfigured");

@@ -9,9 +9,9 @@
 
 use super::metrics::{self, Kind};
 use super::node::NodeState;
-use super::provider::{self, Provider, Wake};
+use super::provider::{Failure, ProviderChain};
 use crate::core::session::{
-    CallSession, CallerOutput, Input, Output, ProviderCommand, ProviderEvent, SessionConfig,
+    CallSession, CallerOutput, Input, Output, ProviderCommand, SessionConfig,
 };
 use crate::core::wire::twilio;
 use axum::Router;
@@ -164,11 +164,8 @@ async fn bridge<L: ControlLink>(
 ) {
     let call_id = plan.call_id.clone();
     let caller = AudioFormat::Mulaw8k;
-    let Some((input, output)) = plan
-        .providers
-        .first()
-        .and_then(|p| provider::formats(p.kind, caller))
-    else {
+    let mut chain = ProviderChain::new(&plan, caller, shared.config.provider_connect_timeout);
+    let Some((input, output)) = chain.initial_formats() else {
         warn!("the agent's provider cannot take calls in this build");
         close(&mut socket, 1011, "provider unavailable").await;
         return;
@@ -187,20 +184,7 @@ async fn bridge<L: ControlLink>(
     let mut apologise = false;
 
     let setup_started = Instant::now();
-    let mut provider =
-        match Provider::connect(&plan, caller, shared.config.provider_connect_timeout).await {
-            Ok(p) => Some(p),
-            Err(code) => {
-                let ev = ProviderEvent::Error {
-                    fatal: true,
-                    code,
-                    message: "could not connect the provider",
-                };
-                session.handle_input(Input::Provider(ev), Instant::now());
-                None
-            }
-        };
-    if provider.is_some() {
+    if chain.start(&mut session).await {
         metrics::get()
             .setup
             .observe(setup_started.elapsed().as_secs_f64());
@@ -237,10 +221,7 @@ async fn bridge<L: ControlLink>(
                 }
                 Output::Caller(_) => {}
                 Output::Provider(cmd) => {
-                    if let Some(p) = provider.as_mut()
-                        && !p.send(&cmd, Instant::now()).await
-                    {
-                        provider = None;
+                    if !chain.send(&cmd, Instant::now()).await {
                         provider_lost = true;
                     }
                     if let (ProviderCommand::Audio(_), Some((at, "caller_to_provider"))) =
@@ -272,12 +253,15 @@ async fn bridge<L: ControlLink>(
                         }
                         _ => {}
                     }
+                    chain.observe(&event);
                     shared.link.emit(&call_id, event);
                 }
             }
         }
-        if provider_lost {
-            session.handle_input(Input::Provider(ProviderEvent::Closed), Instant::now());
+        if provider_lost && !session.is_ended() {
+            chain
+                .recover(Failure::Failed("provider_closed".into()), &mut session)
+                .await;
             continue;
         }
         if session.is_ended() {
@@ -303,18 +287,13 @@ async fn bridge<L: ControlLink>(
                 }
                 Some(Ok(_)) => {}
             },
-            wake = next_wake(&mut provider) => {
+            wake = chain.wake() => {
                 let now = Instant::now();
-                match (provider.as_mut(), wake) {
-                    (_, Wake::Closed) => {
-                        provider = None;
-                        session.handle_input(Input::Provider(ProviderEvent::Closed), now);
-                    }
-                    (Some(p), wake) => {
-                        arrived = Some((now, "provider_to_caller"));
-                        p.deliver(wake, now, |ev| session.handle_input(Input::Provider(ev), now));
-                    }
-                    (None, _) => {}
+                arrived = Some((now, "provider_to_caller"));
+                if let Some(failure) = chain.deliver(wake, now, &mut session)
+                    && !session.is_ended()
+                {
+                    chain.recover(failure, &mut session).await;
                 }
             }
             _ = sleep_until(deadline) => session.handle_input(Input::Timeout, Instant::now()),
@@ -324,7 +303,7 @@ async fn bridge<L: ControlLink>(
     m.malformed_frames
         .get_or_create(&Kind { kind: "twilio" })
         .inc_by(bad_frames);
-    let provider_malformed = provider.as_ref().map_or(0, Provider::malformed);
+    let provider_malformed = chain.malformed();
     m.malformed_frames
         .get_or_create(&Kind { kind: "provider" })
         .inc_by(provider_malformed);
@@ -335,9 +314,7 @@ async fn bridge<L: ControlLink>(
             "malformed frames were skipped"
         );
     }
-    if let Some(mut p) = provider.take() {
-        p.close().await;
-    }
+    chain.close().await;
     if apologise {
         play_apology(&mut socket, &start).await;
     }
@@ -347,13 +324,6 @@ async fn bridge<L: ControlLink>(
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_wake(provider: &mut Option<Provider>) -> Wake {
-    match provider.as_mut() {
-        Some(p) => p.wake().await,
         None => std::future::pending().await,
     }
 }

@@ -141,6 +141,11 @@ impl PlayoutLedger {
         Some(key)
     }
 
+    /// The key the next new item will get: items below it already exist.
+    pub fn next_item_key(&self) -> ItemKey {
+        self.next_item_key
+    }
+
     pub fn item(&self, key: ItemKey) -> Option<&ItemPlayout> {
         self.items.iter().find(|i| i.key == key)
     }

@@ -204,6 +204,9 @@ pub struct CallSession {
     /// When the caller's current turn started (ms from answer), for transcript timing.
     user_turn_start_ms: Option<u64>,
     first_audio_sent: bool,
+    /// Items below this key came from a provider the call has since switched away from:
+    /// a barge-in still clears them, but there is no one left to truncate them at.
+    first_item_of_provider: u64,
     next_seq: u64,
     counters: SessionCounters,
 
@@ -240,6 +243,7 @@ impl CallSession {
             gate: EnergyGate::default(),
             user_turn_start_ms: None,
             first_audio_sent: false,
+            first_item_of_provider: 0,
             next_seq: 1,
             counters: SessionCounters::default(),
             queue: VecDeque::with_capacity(64),
@@ -294,6 +298,40 @@ impl CallSession {
             Input::Timeout => {}
         }
         self.after_input(now);
+    }
+
+    /// The driver replaced the provider: a failover to the next one in the plan's chain,
+    /// or a new session with the same one (rollover before its session cap). Later caller
+    /// audio and provider audio use the new formats. Agent audio already sent keeps
+    /// playing and its marks still count, so barge-in works across the switch; a
+    /// `failover` event records it. Fails (changing nothing) on formats the session
+    /// cannot carry.
+    pub fn switch_provider(
+        &mut self,
+        name: &str,
+        input: AudioFormat,
+        output: AudioFormat,
+        reason: &str,
+        now: Instant,
+    ) -> Result<(), LegError> {
+        let caller = self.config.caller_format();
+        let inbound = Leg::new(caller, input)?;
+        let outbound = Leg::new(output, caller)?;
+        self.inbound = inbound;
+        self.outbound = outbound;
+        self.config.provider_input = input;
+        self.config.provider_output = output;
+        self.first_item_of_provider = self.ledger.next_item_key();
+        let from = std::mem::replace(&mut self.config.provider, name.to_owned());
+        self.emit(
+            CallEventKind::Failover {
+                from,
+                to: name.to_owned(),
+                reason: reason.to_owned(),
+            },
+            now,
+        );
+        Ok(())
     }
 
     /// The next output, borrowing the session's buffers until the next call.

@@ -177,6 +177,18 @@ impl CallSession {
         let Some(item) = self.ledger.item(cut.item) else {
             return;
         };
+        if item.key < self.first_item_of_provider {
+            // Sent by a provider the call has switched away from: nothing to truncate.
+            let item_id = item.id.clone();
+            self.emit(
+                CallEventKind::BargeIn {
+                    item_id,
+                    heard_ms: cut.heard_ms,
+                },
+                now,
+            );
+            return;
+        }
         // Never past what the provider sent: OpenAI rejects a truncate beyond the item.
         let provider_ms = self
             .config

@@ -15,10 +15,10 @@ use crate::core::opus::{OPUS_FRAME_SAMPLES, OPUS_MAX_PACKET_BYTES, OPUS_MAX_PACK
 use crate::core::opus::{OpusDecoder, OpusEncoder};
 use crate::core::pacer::{Pacer, PacerConfig};
 use crate::core::session::{
-    CallSession, CallerOutput, Input, Output, ProviderEvent, SessionConfig, WEB_CALLER_FORMAT,
+    CallSession, CallerOutput, Input, Output, SessionConfig, WEB_CALLER_FORMAT,
 };
 use crate::io::metrics::{self, Kind};
-use crate::io::provider::{self, Provider};
+use crate::io::provider::{Failure, ProviderChain};
 use bytes::Bytes;
 use rtc::media::Sample;
 use std::sync::Arc;
@@ -61,8 +61,8 @@ pub async fn run<L: ControlLink>(
     provider_connect_timeout: Duration,
 ) {
     let call_id = plan.call_id.clone();
-    let kind = plan.providers.first().map(|p| p.kind);
-    let Some((input, output)) = kind.and_then(|k| provider::formats(k, WEB_CALLER_FORMAT)) else {
+    let mut chain = ProviderChain::new(&plan, WEB_CALLER_FORMAT, provider_connect_timeout);
+    let Some((input, output)) = chain.initial_formats() else {
         warn!("the agent's provider cannot take browser calls in this build");
         fail_unconnected(&plan, link.as_ref(), "provider_unavailable");
         peer.close().await;
@@ -91,7 +91,6 @@ pub async fn run<L: ControlLink>(
     let mut last_seq: Option<u16> = None;
     let (rtp_tx, mut rtp_rx) = mpsc::channel::<Packet>(RTP_QUEUE);
     let mut reader: Option<tokio::task::JoinHandle<u64>> = None;
-    let mut provider: Option<Provider> = None;
     let mut hangup = hangup;
     let mut hangup_open = true;
     let connect_deadline = tokio::time::Instant::now() + connect_timeout;
@@ -105,21 +104,21 @@ pub async fn run<L: ControlLink>(
                 Output::Caller(CallerOutput::WebFlush) => pacer.flush(),
                 Output::Caller(CallerOutput::Hangup | CallerOutput::Twilio(_)) => {}
                 Output::Provider(cmd) => {
-                    if let Some(p) = provider.as_mut()
-                        && !p.send(&cmd, Instant::now()).await
-                    {
-                        provider = None;
+                    if !chain.send(&cmd, Instant::now()).await {
                         provider_lost = true;
                     }
                 }
                 Output::Event(event) => {
                     observe(&event.kind);
+                    chain.observe(&event);
                     link.emit(&call_id, event);
                 }
             }
         }
-        if provider_lost {
-            session.handle_input(Input::Provider(ProviderEvent::Closed), Instant::now());
+        if provider_lost && !session.is_ended() {
+            chain
+                .recover(Failure::Failed("provider_closed".into()), &mut session)
+                .await;
             continue;
         }
         if session.is_ended() {
@@ -137,15 +136,8 @@ pub async fn run<L: ControlLink>(
                     connected = true;
                     session.handle_input(Input::WebAnswered, Instant::now());
                     let started = Instant::now();
-                    match Provider::connect(&plan, WEB_CALLER_FORMAT, provider_connect_timeout).await {
-                        Ok(p) => {
-                            metrics::get().setup.observe(started.elapsed().as_secs_f64());
-                            provider = Some(p);
-                        }
-                        Err(code) => {
-                            let ev = ProviderEvent::Error { fatal: true, code, message: "could not connect the provider" };
-                            session.handle_input(Input::Provider(ev), Instant::now());
-                        }
+                    if chain.start(&mut session).await {
+                        metrics::get().setup.observe(started.elapsed().as_secs_f64());
                     }
                     // Start the outgoing clock: the browser hears comfort silence until the
                     // agent speaks, so its jitter buffer settles before the first word.
@@ -171,15 +163,12 @@ pub async fn run<L: ControlLink>(
                     session.handle_input(Input::WebAudio(frame), now);
                 });
             }
-            wake = next_wake(&mut provider) => {
+            wake = chain.wake() => {
                 let now = Instant::now();
-                if let Some(p) = provider.as_mut() {
-                    if matches!(wake, provider::Wake::Closed) {
-                        provider = None;
-                        session.handle_input(Input::Provider(ProviderEvent::Closed), now);
-                    } else {
-                        p.deliver(wake, now, |ev| session.handle_input(Input::Provider(ev), now));
-                    }
+                if let Some(failure) = chain.deliver(wake, now, &mut session)
+                    && !session.is_ended()
+                {
+                    chain.recover(failure, &mut session).await;
                 }
             }
             _ = sleep_until(tick) => {
@@ -198,9 +187,7 @@ pub async fn run<L: ControlLink>(
         }
     }
 
-    if let Some(mut p) = provider.take() {
-        p.close().await;
-    }
+    chain.close().await;
     peer.close().await;
     if let Some(reader) = reader {
         reader.abort();
@@ -362,13 +349,6 @@ async fn read_track(track: Arc<dyn TrackRemote>, tx: mpsc::Sender<Packet>) -> u6
         }
     }
     dropped
-}
-
-async fn next_wake(provider: &mut Option<Provider>) -> provider::Wake {
-    match provider.as_mut() {
-        Some(p) => p.wake().await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
