@@ -619,3 +619,417 @@ impl HealthBook {
             .or_insert_with(|| ProviderHealth::new(config))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COOL: i64 = 30_000;
+
+    fn health() -> ProviderHealth {
+        ProviderHealth::new(HealthConfig::default())
+    }
+
+    fn ok(h: &mut ProviderHealth, now_ms: i64) {
+        h.record(Outcome::ConnectOk { connect_ms: 100 }, now_ms);
+    }
+
+    fn fail(h: &mut ProviderHealth, n: u32, now_ms: i64) {
+        for _ in 0..n {
+            h.record(Outcome::ConnectFailed, now_ms);
+        }
+    }
+
+    /// A provider whose circuit opened at t = 0 (five consecutive failures).
+    fn tripped() -> ProviderHealth {
+        let mut h = health();
+        fail(&mut h, 5, 0);
+        h
+    }
+
+    #[test]
+    fn an_unknown_provider_is_healthy_and_allowed() {
+        let mut book = HealthBook::default();
+        let key = ProviderKey::new("openai", "global");
+        assert_eq!(book.view(&key, 0), HealthView::default());
+        assert!(book.allow(&key, 0));
+        assert!(book.snapshot(0).is_empty());
+    }
+
+    #[test]
+    fn error_rate_and_percentiles_come_from_the_window() {
+        let mut h = health();
+        for (i, ms) in [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
+            .into_iter()
+            .enumerate()
+        {
+            h.record(Outcome::ConnectOk { connect_ms: ms }, i as i64);
+            h.record(Outcome::FirstAudio { ttfa_ms: ms / 2 }, i as i64);
+        }
+        h.record(Outcome::ConnectFailed, 20);
+        h.record(Outcome::MidCallError, 21);
+        let v = h.view(30);
+        assert_eq!(v.samples, 12, "first-audio values are not connect samples");
+        assert!((v.error_rate - 2.0 / 12.0).abs() < 1e-9);
+        assert_eq!(v.connect_p50_ms, Some(500));
+        assert_eq!(v.connect_p90_ms, Some(900));
+        assert_eq!(v.ttfa_p50_ms, Some(250));
+        assert_eq!(v.ttfa_p90_ms, Some(450));
+        assert_eq!(v.consecutive_failures, 2);
+        assert_eq!(v.state, HealthState::Healthy, "17 % errors is under 20 %");
+    }
+
+    #[test]
+    fn samples_older_than_the_window_stop_counting() {
+        let mut h = health();
+        let window = HealthConfig::default().window_ms;
+        fail(&mut h, 4, 0);
+        for t in 1..=6 {
+            ok(&mut h, t);
+        }
+        assert_eq!(
+            h.view(10).state,
+            HealthState::Degraded,
+            "40 % errors over 10"
+        );
+        // The failures age out first; reading does not need a write to evict.
+        let v = h.view(window + 1);
+        assert_eq!(v.samples, 6);
+        assert_eq!(v.error_rate, 0.0);
+        assert_eq!(v.state, HealthState::Healthy);
+        // And a write drops everything older than its window for good.
+        ok(&mut h, window + 2);
+        assert_eq!(h.samples.len(), 6, "t = 2..=6 and the new one");
+    }
+
+    #[test]
+    fn the_window_keeps_at_most_max_samples() {
+        let mut h = ProviderHealth::new(HealthConfig {
+            max_samples: 4,
+            ..HealthConfig::default()
+        });
+        h.record(Outcome::ConnectOk { connect_ms: 9_000 }, 0);
+        for t in 1..=4 {
+            ok(&mut h, t);
+        }
+        assert_eq!(h.samples.len(), 4);
+        let v = h.view(5);
+        assert_eq!(v.samples, 4);
+        assert_eq!(
+            v.connect_p90_ms,
+            Some(100),
+            "the slow oldest sample was evicted"
+        );
+    }
+
+    #[test]
+    fn twenty_percent_errors_degrade_only_with_enough_samples() {
+        let mut h = health();
+        fail(&mut h, 1, 0);
+        for t in 1..=3 {
+            ok(&mut h, t);
+        }
+        assert_eq!(
+            h.view(4).state,
+            HealthState::Healthy,
+            "25 % over 4 samples is too few"
+        );
+        ok(&mut h, 5);
+        fail(&mut h, 1, 6);
+        for t in 7..=10 {
+            ok(&mut h, t);
+        }
+        let v = h.view(11);
+        assert_eq!(v.samples, 10);
+        assert_eq!(v.state, HealthState::Degraded);
+        assert_eq!(v.circuit, CircuitView::Closed);
+    }
+
+    #[test]
+    fn slow_time_to_first_audio_degrades() {
+        let mut h = health();
+        for t in 0..3 {
+            ok(&mut h, t);
+            h.record(Outcome::FirstAudio { ttfa_ms: 400 }, t);
+        }
+        assert_eq!(h.view(5).state, HealthState::Healthy);
+        for t in 5..7 {
+            h.record(Outcome::FirstAudio { ttfa_ms: 2_000 }, t);
+        }
+        let v = h.view(8);
+        assert_eq!(v.ttfa_p90_ms, Some(2_000));
+        assert_eq!(v.state, HealthState::Degraded);
+    }
+
+    #[test]
+    fn slow_connects_degrade() {
+        let mut h = health();
+        for t in 0..3 {
+            h.record(Outcome::ConnectOk { connect_ms: 2_500 }, t);
+        }
+        assert_eq!(h.view(3).state, HealthState::Degraded);
+    }
+
+    #[test]
+    fn consecutive_failures_open_the_circuit_at_the_threshold() {
+        let mut h = health();
+        fail(&mut h, 4, 0);
+        assert_eq!(h.view(0).circuit, CircuitView::Closed);
+        assert!(h.allow(0));
+        fail(&mut h, 1, 10);
+        let v = h.view(10);
+        assert_eq!(
+            v.circuit,
+            CircuitView::Open {
+                until_ms: 10 + COOL
+            }
+        );
+        assert_eq!(v.state, HealthState::Down);
+        assert!(!h.allow(10));
+        assert!(!h.try_acquire_probe(10));
+    }
+
+    #[test]
+    fn a_success_resets_the_consecutive_count() {
+        let mut h = health();
+        fail(&mut h, 4, 0);
+        ok(&mut h, 1);
+        fail(&mut h, 4, 2);
+        assert_eq!(h.view(3).circuit, CircuitView::Closed);
+        assert_eq!(h.view(3).consecutive_failures, 4);
+    }
+
+    #[test]
+    fn the_threshold_is_configurable() {
+        let mut h = ProviderHealth::new(HealthConfig {
+            failure_threshold: 3,
+            ..HealthConfig::default()
+        });
+        fail(&mut h, 3, 0);
+        assert!(matches!(h.view(0).circuit, CircuitView::Open { .. }));
+    }
+
+    #[test]
+    fn half_the_calls_failing_opens_the_circuit_without_a_failure_streak() {
+        let mut h = health();
+        for t in 0..4 {
+            ok(&mut h, t * 2);
+            h.record(Outcome::MidCallError, t * 2 + 1);
+        }
+        assert_eq!(
+            h.view(8).circuit,
+            CircuitView::Closed,
+            "8 samples are too few"
+        );
+        ok(&mut h, 8);
+        h.record(Outcome::MidCallError, 9);
+        assert_eq!(h.view(9).circuit, CircuitView::Open { until_ms: 9 + COOL });
+    }
+
+    #[test]
+    fn after_the_cool_down_exactly_one_probe_goes_through() {
+        let mut h = tripped();
+        assert!(!h.allow(COOL - 1));
+        assert_eq!(
+            h.view(COOL).circuit,
+            CircuitView::HalfOpen {
+                probe_in_flight: false
+            }
+        );
+        assert_eq!(h.view(COOL).state, HealthState::Down);
+        assert!(h.allow(COOL), "the first caller takes the probe");
+        assert!(!h.allow(COOL + 1));
+        assert!(!h.try_acquire_probe(COOL + 1));
+        assert_eq!(
+            h.view(COOL + 1).circuit,
+            CircuitView::HalfOpen {
+                probe_in_flight: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_lost_probe_frees_its_slot_after_the_probe_timeout() {
+        let mut h = tripped();
+        let timeout = HealthConfig::default().probe_timeout_ms;
+        assert!(h.try_acquire_probe(COOL));
+        assert!(!h.try_acquire_probe(COOL + timeout - 1));
+        assert!(h.try_acquire_probe(COOL + timeout));
+    }
+
+    #[test]
+    fn a_released_probe_frees_its_slot_at_once() {
+        let mut h = tripped();
+        assert!(h.try_acquire_probe(COOL));
+        h.release_probe();
+        assert!(h.try_acquire_probe(COOL + 1));
+    }
+
+    #[test]
+    fn a_successful_probe_closes_the_circuit_and_restarts_the_window() {
+        let mut h = tripped();
+        assert!(h.try_acquire_probe(COOL));
+        h.record(Outcome::ConnectOk { connect_ms: 250 }, COOL + 100);
+        let v = h.view(COOL + 100);
+        assert_eq!(v.circuit, CircuitView::Closed);
+        assert_eq!(v.state, HealthState::Healthy);
+        assert_eq!(v.samples, 1, "only the probe's success remains");
+        assert_eq!(v.connect_p50_ms, Some(250));
+        assert_eq!(v.consecutive_failures, 0);
+        assert!(h.allow(COOL + 101));
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_with_a_doubled_capped_cool_down() {
+        let mut h = tripped();
+        let max = HealthConfig::default().max_cool_down_ms;
+        let mut now = COOL;
+        let mut expected = [2 * COOL, 4 * COOL, 8 * COOL, max, max].into_iter();
+        for _ in 0..5 {
+            assert!(h.try_acquire_probe(now), "half-open at {now}");
+            h.record(Outcome::ConnectFailed, now);
+            let cool = expected.next().unwrap();
+            assert_eq!(
+                h.view(now).circuit,
+                CircuitView::Open {
+                    until_ms: now + cool
+                }
+            );
+            assert!(!h.allow(now + cool - 1));
+            now += cool;
+        }
+    }
+
+    #[test]
+    fn closing_resets_the_back_off() {
+        let mut h = tripped();
+        assert!(h.try_acquire_probe(COOL));
+        h.record(Outcome::ConnectFailed, COOL);
+        let reopened_until = COOL + 2 * COOL;
+        assert!(h.try_acquire_probe(reopened_until));
+        ok(&mut h, reopened_until);
+        fail(&mut h, 5, reopened_until + 1);
+        assert_eq!(
+            h.view(reopened_until + 1).circuit,
+            CircuitView::Open {
+                until_ms: reopened_until + 1 + COOL
+            }
+        );
+    }
+
+    #[test]
+    fn outcomes_while_open_feed_the_window_but_not_the_circuit() {
+        let mut h = tripped();
+        ok(&mut h, 10);
+        fail(&mut h, 3, 11);
+        assert_eq!(h.view(12).circuit, CircuitView::Open { until_ms: COOL });
+        assert_eq!(h.view(12).samples, 9);
+    }
+
+    #[test]
+    fn first_audio_does_not_decide_a_probe() {
+        let mut h = tripped();
+        assert!(h.try_acquire_probe(COOL));
+        h.record(Outcome::FirstAudio { ttfa_ms: 300 }, COOL + 1);
+        assert_eq!(
+            h.view(COOL + 1).circuit,
+            CircuitView::HalfOpen {
+                probe_in_flight: true
+            }
+        );
+    }
+
+    #[test]
+    fn zero_sizes_and_a_backwards_clock_do_not_panic() {
+        let mut h = ProviderHealth::new(HealthConfig {
+            window_ms: 0,
+            max_samples: 0,
+            min_samples: 0,
+            min_latency_samples: 0,
+            failure_threshold: 0,
+            cool_down_ms: 0,
+            max_cool_down_ms: 0,
+            probe_timeout_ms: 0,
+            ..HealthConfig::default()
+        });
+        h.record(Outcome::ConnectFailed, i64::MAX);
+        h.record(
+            Outcome::ConnectOk {
+                connect_ms: u32::MAX,
+            },
+            i64::MIN,
+        );
+        h.record(Outcome::FirstAudio { ttfa_ms: u32::MAX }, 0);
+        let _ = h.view(i64::MIN);
+        let _ = h.view(i64::MAX);
+        let _ = h.allow(0);
+        let row = h.row(&ProviderKey::new("x", "y"), 0);
+        assert!((0.0..=1.0).contains(&row.error_rate));
+    }
+
+    #[test]
+    fn rows_carry_what_provider_health_status_stores() {
+        let mut book = HealthBook::default();
+        let openai = ProviderKey::new("openai", "global");
+        let gemini_eu = ProviderKey::new("gemini", "eu");
+        let gemini_us = ProviderKey::new("gemini", "us");
+        for t in 0..3 {
+            book.record(
+                &openai,
+                Outcome::ConnectOk {
+                    connect_ms: 100 * (t as u32 + 1),
+                },
+                t,
+            );
+            book.record(&openai, Outcome::FirstAudio { ttfa_ms: 700 }, t);
+        }
+        book.record(&openai, Outcome::ConnectFailed, 3);
+        for _ in 0..5 {
+            book.record(&gemini_us, Outcome::ConnectFailed, 4);
+        }
+        book.record(&gemini_eu, Outcome::ConnectOk { connect_ms: 50 }, 5);
+
+        let rows = book.rows(1_000);
+        let keys: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.provider.as_str(), r.region.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [("gemini", "eu"), ("gemini", "us"), ("openai", "global")]
+        );
+
+        let o = &rows[2];
+        assert_eq!(o.status, HealthState::Healthy);
+        assert_eq!(o.last_check_at, 1_000);
+        assert!((o.error_rate - 0.25).abs() < 1e-9);
+        assert_eq!(o.avg_latency_ms, Some(200));
+        assert_eq!(o.connect_ms, Some(200));
+        assert_eq!(o.ttfa_ms, Some(700));
+        assert_eq!(o.consecutive_failures, 1);
+        let details: serde_json::Value = serde_json::from_str(&o.details).unwrap();
+        assert_eq!(details["circuit"], "closed");
+        assert_eq!(details["samples"], 4);
+        assert_eq!(details["last_outcome_at"], 3);
+
+        let us = &rows[1];
+        assert_eq!(us.status.as_str(), "down");
+        assert_eq!(us.consecutive_failures, 5);
+        assert_eq!(us.connect_ms, None);
+        let details: serde_json::Value = serde_json::from_str(&us.details).unwrap();
+        assert_eq!(details["circuit"], "open");
+        assert_eq!(details["open_until"], 4 + COOL);
+    }
+
+    #[test]
+    fn states_round_trip_through_their_column_text() {
+        for s in [
+            HealthState::Healthy,
+            HealthState::Degraded,
+            HealthState::Down,
+        ] {
+            assert_eq!(HealthState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(HealthState::parse("up"), None);
+    }
+}

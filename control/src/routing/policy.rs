@@ -625,3 +625,637 @@ fn split_listed<'a>(
     };
     (named, rest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ProviderKind::{Deepgram, Echo, Elevenlabs, Gemini, Openai};
+
+    fn cand(kind: ProviderKind, priority: i64) -> ProviderCandidate {
+        ProviderCandidate {
+            priority,
+            platform_key: true,
+            ..ProviderCandidate::new(kind)
+        }
+    }
+
+    fn names(route: &Route) -> Vec<&str> {
+        route.chain.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    fn skips(route: &Route) -> Vec<(&str, SkipReason)> {
+        route
+            .skipped
+            .iter()
+            .map(|s| (s.name.as_str(), s.reason))
+            .collect()
+    }
+
+    fn all_healthy() -> HashMap<ProviderKey, HealthView> {
+        HashMap::new()
+    }
+
+    fn health(entries: &[(&ProviderCandidate, HealthView)]) -> HashMap<ProviderKey, HealthView> {
+        entries.iter().map(|(c, v)| (c.key(), *v)).collect()
+    }
+
+    fn state(state: HealthState) -> HealthView {
+        HealthView {
+            state,
+            ..HealthView::default()
+        }
+    }
+
+    fn circuit(circuit: CircuitView) -> HealthView {
+        HealthView {
+            state: HealthState::Down,
+            circuit,
+            ..HealthView::default()
+        }
+    }
+
+    fn open() -> HealthView {
+        circuit(CircuitView::Open { until_ms: 99 })
+    }
+
+    fn ttfa(ms: u32) -> HealthView {
+        HealthView {
+            ttfa_p50_ms: Some(ms),
+            ..HealthView::default()
+        }
+    }
+
+    fn specific(provider: &str, fallback_enabled: bool) -> Strategy {
+        Strategy::Specific {
+            provider: provider.into(),
+            fallback_enabled,
+        }
+    }
+
+    fn list(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    // === parsing ===
+
+    #[test]
+    fn a_missing_or_empty_document_means_auto() {
+        assert_eq!(Strategy::from_json("{}"), Ok(Strategy::Auto));
+        assert_eq!(
+            Strategy::from_json(r#"{"strategy": null, "config": null}"#),
+            Ok(Strategy::Auto)
+        );
+        assert_eq!(Strategy::default(), Strategy::Auto);
+    }
+
+    #[test]
+    fn every_stored_name_parses_back_to_itself() {
+        let docs = [
+            r#"{"strategy": "auto"}"#,
+            r#"{"strategy": "cost_optimized"}"#,
+            r#"{"strategy": "quality_first"}"#,
+            r#"{"strategy": "specific", "preferred_provider": "gemini"}"#,
+            r#"{"strategy": "custom", "config": {"order": ["openai"]}}"#,
+        ];
+        for (doc, name) in docs.iter().zip(STRATEGY_NAMES) {
+            assert_eq!(Strategy::from_json(doc).unwrap().name(), name);
+        }
+    }
+
+    #[test]
+    fn an_unknown_strategy_is_a_clear_error() {
+        let err = Strategy::from_json(r#"{"strategy": "cheapest"}"#).unwrap_err();
+        assert_eq!(err, StrategyError::UnknownStrategy("cheapest".into()));
+        let message = err.to_string();
+        assert!(
+            message.contains("\"cheapest\"") && message.contains("cost_optimized"),
+            "{message}"
+        );
+        assert!(matches!(
+            Strategy::from_json(r#"{"strategy": ""}"#),
+            Err(StrategyError::UnknownStrategy(_))
+        ));
+    }
+
+    #[test]
+    fn specific_takes_its_provider_from_the_column_first() {
+        assert_eq!(
+            Strategy::from_json(r#"{"strategy": "specific"}"#),
+            Err(StrategyError::SpecificWithoutProvider)
+        );
+        assert_eq!(
+            Strategy::from_json(r#"{"strategy": "specific", "config": {"provider": " gemini "}}"#),
+            Ok(specific("gemini", true)),
+            "fallback defaults to on; names are trimmed"
+        );
+        assert_eq!(
+            Strategy::from_json(
+                r#"{"strategy": "specific", "preferred_provider": "openai",
+                    "fallback_enabled": false, "config": {"provider": "gemini"}}"#
+            ),
+            Ok(specific("openai", false))
+        );
+        assert_eq!(
+            Strategy::from_json(r#"{"strategy": "specific", "preferred_provider": "  "}"#),
+            Err(StrategyError::EmptyProviderName)
+        );
+    }
+
+    #[test]
+    fn custom_needs_a_list_and_accepts_phone_for_twilio() {
+        assert_eq!(
+            Strategy::from_json(r#"{"strategy": "custom"}"#),
+            Err(StrategyError::CustomWithoutList)
+        );
+        assert_eq!(
+            Strategy::from_json(
+                r#"{"strategy": "custom", "config": {"order": [], "by_source": {"web": []}}}"#
+            ),
+            Err(StrategyError::CustomWithoutList)
+        );
+        assert_eq!(
+            Strategy::from_json(
+                r#"{"strategy": "custom", "config": {"by_source": {"phone": ["gemini", "openai"]}}}"#
+            ),
+            Ok(Strategy::Custom {
+                order: vec![],
+                twilio: Some(list(&["gemini", "openai"])),
+                web: None,
+                fallback_enabled: true,
+            })
+        );
+        assert!(matches!(
+            Strategy::from_json(
+                r#"{"strategy": "custom", "config": {"by_source": {"sms": ["openai"]}}}"#
+            ),
+            Err(StrategyError::InvalidJson(_))
+        ));
+        assert_eq!(
+            Strategy::from_json(r#"{"strategy": "custom", "config": {"order": ["openai", ""]}}"#),
+            Err(StrategyError::EmptyProviderName)
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_an_error_not_a_panic() {
+        for bad in [
+            "",
+            "[",
+            r#"{"strategy": 3}"#,
+            r#"{"config": {"order": "openai"}}"#,
+        ] {
+            assert!(
+                matches!(Strategy::from_json(bad), Err(StrategyError::InvalidJson(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_parse_with_their_columns() {
+        assert_eq!(
+            Strategy::from_row("specific", Some("gemini"), "{}", false),
+            Ok(specific("gemini", false))
+        );
+        assert_eq!(
+            Strategy::from_row("custom", None, r#"{"order": ["deepgram"]}"#, true),
+            Ok(Strategy::Custom {
+                order: list(&["deepgram"]),
+                twilio: None,
+                web: None,
+                fallback_enabled: true,
+            })
+        );
+        assert_eq!(
+            Strategy::from_row("auto", None, "", true),
+            Ok(Strategy::Auto)
+        );
+        assert!(matches!(
+            Strategy::from_row("auto", None, "{not json", true),
+            Err(StrategyError::InvalidJson(m)) if m.starts_with("config:")
+        ));
+        assert_eq!(
+            Strategy::from_row("fastest", None, "{}", true),
+            Err(StrategyError::UnknownStrategy("fastest".into()))
+        );
+    }
+
+    #[test]
+    fn provider_names_lists_each_mentioned_name_once() {
+        let s = Strategy::Custom {
+            order: list(&["openai", "gemini"]),
+            twilio: Some(list(&["gemini", "deepgram"])),
+            web: None,
+            fallback_enabled: true,
+        };
+        assert_eq!(s.provider_names(), ["openai", "gemini", "deepgram"]);
+        assert_eq!(specific("gemini", true).provider_names(), ["gemini"]);
+        assert!(Strategy::Auto.provider_names().is_empty());
+    }
+
+    // === strategies ===
+
+    #[test]
+    fn auto_orders_by_priority_then_name() {
+        let c = [cand(Openai, 2), cand(Gemini, 1), cand(Deepgram, 1)];
+        let r = route(&Strategy::Auto, CallSource::Twilio, &c, &all_healthy());
+        assert_eq!(names(&r), ["deepgram", "gemini", "openai"]);
+        assert!(r.skipped.is_empty());
+        assert!(!r.last_resort);
+        assert!(
+            r.chain
+                .iter()
+                .all(|c| c.state == HealthState::Healthy && !c.probe)
+        );
+    }
+
+    #[test]
+    fn cost_optimized_puts_the_cheapest_first_and_unknown_prices_last() {
+        let priced = |kind, priority, price| ProviderCandidate {
+            price_per_minute_micros: price,
+            ..cand(kind, priority)
+        };
+        let c = [
+            priced(Openai, 0, Some(300_000)),
+            priced(Elevenlabs, 0, None),
+            priced(Deepgram, 5, Some(100_000)),
+            priced(Gemini, 1, Some(100_000)),
+        ];
+        let r = route(
+            &Strategy::CostOptimized,
+            CallSource::Web,
+            &c,
+            &all_healthy(),
+        );
+        assert_eq!(names(&r), ["gemini", "deepgram", "openai", "elevenlabs"]);
+    }
+
+    #[test]
+    fn quality_first_puts_the_fastest_first_audio_first() {
+        let c = [
+            cand(Openai, 0),
+            cand(Gemini, 1),
+            cand(Deepgram, 2),
+            cand(Elevenlabs, 3),
+        ];
+        let h = health(&[(&c[0], ttfa(800)), (&c[1], ttfa(400)), (&c[3], ttfa(600))]);
+        let r = route(&Strategy::QualityFirst, CallSource::Web, &c, &h);
+        assert_eq!(names(&r), ["gemini", "elevenlabs", "openai", "deepgram"]);
+    }
+
+    #[test]
+    fn specific_falls_back_by_priority_only_when_enabled() {
+        let c = [cand(Openai, 0), cand(Gemini, 2), cand(Deepgram, 1)];
+        let with = route(
+            &specific("gemini", true),
+            CallSource::Twilio,
+            &c,
+            &all_healthy(),
+        );
+        assert_eq!(names(&with), ["gemini", "openai", "deepgram"]);
+        let without = route(
+            &specific("gemini", false),
+            CallSource::Twilio,
+            &c,
+            &all_healthy(),
+        );
+        assert_eq!(names(&without), ["gemini"]);
+        assert!(
+            without.skipped.is_empty(),
+            "unchosen providers are not skips"
+        );
+    }
+
+    #[test]
+    fn specific_naming_an_unconfigured_provider_says_so() {
+        let c = [cand(Openai, 0), cand(Gemini, 1)];
+        let with = route(
+            &specific("elevenlabs", true),
+            CallSource::Web,
+            &c,
+            &all_healthy(),
+        );
+        assert_eq!(names(&with), ["openai", "gemini"]);
+        assert_eq!(
+            with.skipped,
+            [Skipped {
+                name: "elevenlabs".into(),
+                region: None,
+                reason: SkipReason::NotConfigured
+            }]
+        );
+        let without = route(
+            &specific("elevenlabs", false),
+            CallSource::Web,
+            &c,
+            &all_healthy(),
+        );
+        assert!(without.chain.is_empty());
+        assert!(!without.last_resort);
+    }
+
+    #[test]
+    fn specific_naming_a_disabled_provider_reports_it_once() {
+        let c = [
+            ProviderCandidate {
+                workspace_enabled: false,
+                ..cand(Gemini, 0)
+            },
+            cand(Openai, 1),
+        ];
+        let r = route(
+            &specific("gemini", true),
+            CallSource::Web,
+            &c,
+            &all_healthy(),
+        );
+        assert_eq!(names(&r), ["openai"]);
+        assert_eq!(skips(&r), [("gemini", SkipReason::WorkspaceDisabled)]);
+    }
+
+    fn per_source(fallback_enabled: bool) -> Strategy {
+        Strategy::Custom {
+            order: list(&["openai"]),
+            twilio: Some(list(&["gemini", "deepgram", "gemini"])),
+            web: Some(list(&["elevenlabs"])),
+            fallback_enabled,
+        }
+    }
+
+    #[test]
+    fn custom_uses_the_list_for_the_call_source() {
+        let c = [
+            cand(Openai, 0),
+            cand(Gemini, 1),
+            cand(Deepgram, 2),
+            cand(Elevenlabs, 3),
+        ];
+        let phone = route(&per_source(false), CallSource::Twilio, &c, &all_healthy());
+        assert_eq!(
+            names(&phone),
+            ["gemini", "deepgram"],
+            "in list order, each once"
+        );
+        let web = route(&per_source(false), CallSource::Web, &c, &all_healthy());
+        assert_eq!(names(&web), ["elevenlabs"]);
+        let web = route(&per_source(true), CallSource::Web, &c, &all_healthy());
+        assert_eq!(names(&web), ["elevenlabs", "openai", "gemini", "deepgram"]);
+    }
+
+    #[test]
+    fn custom_without_a_list_for_the_source_uses_order_then_auto() {
+        let c = [cand(Openai, 0), cand(Gemini, 1), cand(Deepgram, 2)];
+        let with_order = Strategy::Custom {
+            order: list(&["deepgram", "openai"]),
+            twilio: Some(list(&["gemini"])),
+            web: None,
+            fallback_enabled: false,
+        };
+        let r = route(&with_order, CallSource::Web, &c, &all_healthy());
+        assert_eq!(names(&r), ["deepgram", "openai"]);
+
+        let phone_only = Strategy::Custom {
+            order: vec![],
+            twilio: Some(list(&["gemini"])),
+            web: None,
+            fallback_enabled: false,
+        };
+        let r = route(&phone_only, CallSource::Web, &c, &all_healthy());
+        assert_eq!(names(&r), ["openai", "gemini", "deepgram"]);
+    }
+
+    #[test]
+    fn custom_reports_listed_names_that_are_not_configured() {
+        let c = [cand(Openai, 0)];
+        let s = Strategy::Custom {
+            order: list(&["vapi", "openai"]),
+            twilio: None,
+            web: None,
+            fallback_enabled: false,
+        };
+        let r = route(&s, CallSource::Twilio, &c, &all_healthy());
+        assert_eq!(names(&r), ["openai"]);
+        assert_eq!(skips(&r), [("vapi", SkipReason::NotConfigured)]);
+    }
+
+    // === candidates and keys ===
+
+    #[test]
+    fn the_workspace_key_wins_over_the_platform_key() {
+        let byo = ProviderCandidate {
+            workspace_key: true,
+            ..cand(Openai, 0)
+        };
+        let byo_only = ProviderCandidate {
+            workspace_key: true,
+            platform_key: false,
+            ..cand(Gemini, 1)
+        };
+        let c = [
+            byo,
+            byo_only,
+            cand(Deepgram, 2),
+            ProviderCandidate::new(Echo),
+        ];
+        let r = route(&Strategy::Auto, CallSource::Web, &c, &all_healthy());
+        let keys: Vec<(&str, KeySource)> =
+            r.chain.iter().map(|c| (c.name.as_str(), c.key)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("echo", KeySource::NotNeeded),
+                ("openai", KeySource::Workspace),
+                ("gemini", KeySource::Workspace),
+                ("deepgram", KeySource::Platform),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_provider_without_any_key_is_not_a_candidate() {
+        let c = [ProviderCandidate::new(Openai), cand(Gemini, 1)];
+        for strategy in [Strategy::Auto, specific("openai", false)] {
+            let r = route(&strategy, CallSource::Twilio, &c, &all_healthy());
+            assert!(!names(&r).contains(&"openai"), "{strategy:?}");
+            assert_eq!(skips(&r), [("openai", SkipReason::NoKey)]);
+            assert!(!r.last_resort, "a keyless provider is never a last resort");
+        }
+    }
+
+    #[test]
+    fn disabled_and_duplicate_providers_are_skipped_with_their_reason() {
+        let c = [
+            ProviderCandidate {
+                platform_enabled: false,
+                ..cand(Openai, 0)
+            },
+            ProviderCandidate {
+                workspace_enabled: false,
+                ..cand(Gemini, 0)
+            },
+            cand(Deepgram, 0),
+            ProviderCandidate {
+                region: "eu".into(),
+                ..cand(Deepgram, 0)
+            },
+        ];
+        let r = route(&Strategy::Auto, CallSource::Web, &c, &all_healthy());
+        assert_eq!(names(&r), ["deepgram"]);
+        assert_eq!(
+            r.chain[0].region, "global",
+            "the first configuration counts"
+        );
+        assert_eq!(
+            skips(&r),
+            [
+                ("openai", SkipReason::PlatformDisabled),
+                ("gemini", SkipReason::WorkspaceDisabled),
+                ("deepgram", SkipReason::Duplicate),
+            ]
+        );
+    }
+
+    // === health ===
+
+    #[test]
+    fn degraded_providers_go_after_healthy_ones() {
+        let c = [cand(Openai, 0), cand(Gemini, 1), cand(Deepgram, 2)];
+        let h = health(&[(&c[0], state(HealthState::Degraded))]);
+        let r = route(&Strategy::Auto, CallSource::Web, &c, &h);
+        assert_eq!(names(&r), ["gemini", "deepgram", "openai"]);
+        assert_eq!(r.chain[2].state, HealthState::Degraded);
+    }
+
+    #[test]
+    fn a_chosen_degraded_provider_still_comes_before_unchosen_fallbacks() {
+        let c = [
+            cand(Openai, 0),
+            cand(Gemini, 1),
+            cand(Deepgram, 2),
+            cand(Elevenlabs, 3),
+        ];
+        let s = Strategy::Custom {
+            order: list(&["openai", "gemini"]),
+            twilio: None,
+            web: None,
+            fallback_enabled: true,
+        };
+        let h = health(&[
+            (&c[0], state(HealthState::Degraded)),
+            (&c[2], state(HealthState::Degraded)),
+        ]);
+        let r = route(&s, CallSource::Twilio, &c, &h);
+        assert_eq!(names(&r), ["gemini", "openai", "elevenlabs", "deepgram"]);
+    }
+
+    #[test]
+    fn open_circuits_probes_in_flight_and_down_providers_are_skipped() {
+        let c = [
+            cand(Openai, 0),
+            cand(Gemini, 1),
+            cand(Deepgram, 2),
+            cand(Elevenlabs, 3),
+        ];
+        let h = health(&[
+            (&c[0], open()),
+            (
+                &c[1],
+                circuit(CircuitView::HalfOpen {
+                    probe_in_flight: true,
+                }),
+            ),
+            (&c[2], state(HealthState::Down)),
+        ]);
+        let r = route(&Strategy::Auto, CallSource::Web, &c, &h);
+        assert_eq!(names(&r), ["elevenlabs"]);
+        assert_eq!(
+            skips(&r),
+            [
+                ("openai", SkipReason::CircuitOpen),
+                ("gemini", SkipReason::ProbeInFlight),
+                ("deepgram", SkipReason::Down),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_free_half_open_provider_keeps_its_place_as_the_probe() {
+        let c = [cand(Openai, 0), cand(Gemini, 1)];
+        let h = health(&[(
+            &c[0],
+            circuit(CircuitView::HalfOpen {
+                probe_in_flight: false,
+            }),
+        )]);
+        let r = route(&Strategy::Auto, CallSource::Web, &c, &h);
+        assert_eq!(names(&r), ["openai", "gemini"]);
+        assert!(r.chain[0].probe);
+        assert!(!r.chain[1].probe);
+    }
+
+    #[test]
+    fn when_everything_is_down_the_chain_is_a_last_resort_in_policy_order() {
+        let c = [
+            cand(Openai, 1),
+            cand(Gemini, 0),
+            ProviderCandidate::new(Deepgram),
+        ];
+        let h = health(&[
+            (&c[0], open()),
+            (
+                &c[1],
+                circuit(CircuitView::HalfOpen {
+                    probe_in_flight: true,
+                }),
+            ),
+        ]);
+        let r = route(&Strategy::Auto, CallSource::Twilio, &c, &h);
+        assert!(r.last_resort);
+        assert_eq!(names(&r), ["gemini", "openai"]);
+        assert!(
+            r.chain
+                .iter()
+                .all(|c| c.state == HealthState::Down && !c.probe)
+        );
+        assert_eq!(
+            skips(&r),
+            [("deepgram", SkipReason::NoKey)],
+            "the tried ones are not skips"
+        );
+    }
+
+    #[test]
+    fn a_last_resort_respects_specific_without_fallback() {
+        let c = [cand(Openai, 0), cand(Gemini, 1)];
+        let h = health(&[(&c[0], open()), (&c[1], open())]);
+        let r = route(&specific("gemini", false), CallSource::Web, &c, &h);
+        assert!(r.last_resort);
+        assert_eq!(names(&r), ["gemini"]);
+    }
+
+    #[test]
+    fn one_live_provider_means_no_last_resort() {
+        let c = [cand(Openai, 0), cand(Gemini, 1)];
+        let h = health(&[(&c[0], open()), (&c[1], state(HealthState::Degraded))]);
+        let r = route(&Strategy::Auto, CallSource::Web, &c, &h);
+        assert!(!r.last_resort);
+        assert_eq!(names(&r), ["gemini"]);
+        assert_eq!(skips(&r), [("openai", SkipReason::CircuitOpen)]);
+    }
+
+    #[test]
+    fn health_is_looked_up_by_provider_and_region() {
+        let eu = ProviderCandidate {
+            region: "eu".into(),
+            ..cand(Openai, 0)
+        };
+        let c = [eu, cand(Gemini, 1)];
+        let h = HashMap::from([(ProviderKey::new("openai", "global"), open())]);
+        let r = route(&Strategy::Auto, CallSource::Web, &c, &h);
+        assert_eq!(
+            names(&r),
+            ["openai", "gemini"],
+            "the open circuit is another region's"
+        );
+    }
+}
