@@ -56,7 +56,7 @@ pub fn tool_call(id: &str, name: &str, args: &Value) -> Value {
 
 /// `timeLeft` as a protobuf Duration string (`"9s"`, `"2.500s"`).
 pub fn go_away(time_left_ms: u64) -> Value {
-    let time_left = if time_left_ms % 1000 == 0 {
+    let time_left = if time_left_ms.is_multiple_of(1000) {
         format!("{}s", time_left_ms / 1000)
     } else {
         format!("{}.{:03}s", time_left_ms / 1000, time_left_ms % 1000)
