@@ -1,6 +1,11 @@
 //! Protocol-faithful stand-ins for the outside world. Each speaks the real wire format
 //! byte for byte (protocols.md), records what the gateway did, and can be told to fail.
+//!
+//! - [`elevenlabs`]: ElevenLabs Agents (protocols.md §4): pings, interruptions, client tools.
+//! - [`deepgram`]: Deepgram Voice Agent (protocols.md §5): Welcome/Settings, binary audio.
 
+pub mod deepgram;
+pub mod elevenlabs;
 pub mod gemini;
 pub mod openai;
 pub mod twilio;

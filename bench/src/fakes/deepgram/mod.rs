@@ -1,0 +1,1 @@
+//! A fake Deepgram Voice Agent server (protocols.md §5), being written.
