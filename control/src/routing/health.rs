@@ -35,10 +35,10 @@
 //!   A probe that reports nothing within `probe_timeout_ms` (20 s) is presumed lost (the
 //!   call never tried that provider) and the slot frees; [`ProviderHealth::release_probe`]
 //!   frees it at once.
-//! - while half-open, the first connect outcome decides: a success closes the circuit,
-//!   clears the window (its samples describe the outage that just ended) and resets the
-//!   cool-down; a failure re-opens it with the cool-down doubled, capped at
-//!   `max_cool_down_ms` (5 min).
+//! - while half-open, the first outcome (from the probe or any other call; first audio
+//!   does not count) decides: a connect success closes the circuit, clears the window
+//!   (its samples describe the outage that just ended) and resets the cool-down; a
+//!   failure re-opens it with the cool-down doubled, capped at `max_cool_down_ms` (5 min).
 //! - while open, outcomes (late reports, last-resort attempts) feed the window only.
 
 use serde::Serialize;

@@ -505,23 +505,17 @@ pub fn route(
         let mut healthy = Vec::new();
         let mut degraded = Vec::new();
         for u in group {
-            match (u.health.circuit, u.health.state) {
-                (CircuitView::Open { .. }, _) => held.push((u, SkipReason::CircuitOpen)),
-                (
-                    CircuitView::HalfOpen {
-                        probe_in_flight: true,
-                    },
-                    _,
-                ) => held.push((u, SkipReason::ProbeInFlight)),
-                (
-                    CircuitView::HalfOpen {
-                        probe_in_flight: false,
-                    },
-                    _,
-                ) => healthy.push(u.choice(true)),
-                (CircuitView::Closed, HealthState::Down) => held.push((u, SkipReason::Down)),
-                (CircuitView::Closed, HealthState::Degraded) => degraded.push(u.choice(false)),
-                (CircuitView::Closed, HealthState::Healthy) => healthy.push(u.choice(false)),
+            match u.health.circuit {
+                CircuitView::Open { .. } => held.push((u, SkipReason::CircuitOpen)),
+                CircuitView::HalfOpen { probe_in_flight } if probe_in_flight => {
+                    held.push((u, SkipReason::ProbeInFlight))
+                }
+                CircuitView::HalfOpen { .. } => healthy.push(u.choice(true)),
+                CircuitView::Closed => match u.health.state {
+                    HealthState::Down => held.push((u, SkipReason::Down)),
+                    HealthState::Degraded => degraded.push(u.choice(false)),
+                    HealthState::Healthy => healthy.push(u.choice(false)),
+                },
             }
         }
         chain.extend(healthy);
