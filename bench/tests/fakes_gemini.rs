@@ -142,7 +142,8 @@ impl Client {
     }
 
     async fn command(&mut self, cmd: ProviderCommand<'_>) {
-        if wire::write_command(&cmd, &mut self.text) {
+        // `true` with nothing written: a command Gemini needs no message for.
+        if wire::write_command(&cmd, &mut self.text) && !self.text.is_empty() {
             let text = self.text.clone();
             self.send_text(text).await;
         }

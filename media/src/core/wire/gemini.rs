@@ -33,7 +33,8 @@
 //!   audio input and response tokens as audio output (a voice session). Tool-use prompt
 //!   tokens are text input; thinking tokens are text output.
 //! - **Barge-in.** Gemini cuts its own output (`interrupted`, §3.6, §8): `Truncate` and
-//!   `CancelResponse` write nothing.
+//!   `CancelResponse` write nothing ([`write_command`] returns `true` with an empty
+//!   buffer; only `Close` returns `false`).
 //! - **Tools.** Parameters are JSON Schema; Gemini wants its OpenAPI-subset `Schema`
 //!   (upper-case types, no `additionalProperties`), so [`gemini_schema`] converts them. A
 //!   function without arguments gets no `parameters` at all, since Gemini rejects an
@@ -42,6 +43,13 @@
 //!   [`ProviderEvent::Closed`]; any other code is first an [`ProviderEvent::Error`] with
 //!   code `close_<code>`, fatal for 1007/1008 (the request or key is wrong, resuming will
 //!   not help) and not fatal otherwise (a reconnect with the resume handle may work).
+//!
+//! # Unverified
+//! - Newer models (reported for `gemini-3.1-flash-live-preview`) may refuse `clientContent`
+//!   unless the setup has `historyConfig.initialHistoryInClientContent`, which would touch
+//!   the greeting, `Say` and [`seed_history`]; `realtimeInput.text` is the alternative.
+//!   Reports disagree, so the setup leaves `historyConfig` out until a real key settles it.
+//! - `goAway.timeLeft`'s exact form (§3.4): both the Duration string and an object parse.
 
 use crate::core::session::{ProviderCommand, ProviderEvent};
 use base64::Engine;
@@ -277,10 +285,12 @@ pub fn greeting(settings: &CallSettings) -> Option<String> {
     (!text.is_empty()).then(|| say(text))
 }
 
-/// Writes the client message for `cmd` into `out` (cleared first); `false` when there is
-/// nothing to send: `Close` (the driver closes the socket), and `Truncate` and
-/// `CancelResponse`, since Gemini cuts its own output on barge-in (§3.6). Audio reuses the
-/// buffer, so a steady stream of it allocates nothing.
+/// Writes the client message for `cmd` into `out` (cleared first). `false` only for
+/// `Close`, which has no message (the driver closes the socket). `Truncate` and
+/// `CancelResponse` return `true` with `out` left **empty**: Gemini cuts its own output
+/// on barge-in (§3.6), so there is nothing to send, and the driver must skip empty
+/// messages (an empty frame is invalid JSON to Gemini, which closes with 1007). Audio
+/// reuses the buffer, so a steady stream of it allocates nothing.
 pub fn write_command(cmd: &ProviderCommand<'_>, out: &mut String) -> bool {
     out.clear();
     match *cmd {
@@ -296,9 +306,8 @@ pub fn write_command(cmd: &ProviderCommand<'_>, out: &mut String) -> bool {
             out.push_str(&say(text));
             true
         }
-        ProviderCommand::Truncate { .. }
-        | ProviderCommand::CancelResponse
-        | ProviderCommand::Close => false,
+        ProviderCommand::Truncate { .. } | ProviderCommand::CancelResponse => true,
+        ProviderCommand::Close => false,
     }
 }
 
@@ -1018,11 +1027,16 @@ mod tests {
                 audio_end_ms: 300,
             },
             ProviderCommand::CancelResponse,
-            ProviderCommand::Close,
         ] {
-            assert!(!write_command(&silent, &mut out), "{silent:?}");
-            assert!(out.is_empty());
+            assert!(
+                write_command(&silent, &mut out),
+                "{silent:?} is not a close"
+            );
+            assert!(out.is_empty(), "{silent:?} sends nothing");
         }
+        out.push_str("stale");
+        assert!(!write_command(&ProviderCommand::Close, &mut out));
+        assert!(out.is_empty());
     }
 
     #[test]
