@@ -142,8 +142,8 @@ impl Client {
     }
 
     async fn command(&mut self, cmd: ProviderCommand<'_>) {
-        // `true` with nothing written: a command Gemini needs no message for.
-        if wire::write_command(&cmd, &mut self.text) && !self.text.is_empty() {
+        // `false`: nothing to send (Gemini needs no message for truncates and cancels).
+        if wire::write_command(&cmd, &mut self.text) {
             let text = self.text.clone();
             self.send_text(text).await;
         }

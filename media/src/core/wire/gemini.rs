@@ -33,8 +33,8 @@
 //!   audio input and response tokens as audio output (a voice session). Tool-use prompt
 //!   tokens are text input; thinking tokens are text output.
 //! - **Barge-in.** Gemini cuts its own output (`interrupted`, §3.6, §8): `Truncate` and
-//!   `CancelResponse` write nothing ([`write_command`] returns `true` with an empty
-//!   buffer; only `Close` returns `false`).
+//!   `CancelResponse` write nothing ([`write_command`] returns `false` for them as for
+//!   `Close`; only `Close` should close the socket).
 //! - **Tools.** Parameters are JSON Schema; Gemini wants its OpenAPI-subset `Schema`
 //!   (upper-case types, no `additionalProperties`), so [`gemini_schema`] converts them. A
 //!   function without arguments gets no `parameters` at all, since Gemini rejects an
@@ -285,12 +285,11 @@ pub fn greeting(settings: &CallSettings) -> Option<String> {
     (!text.is_empty()).then(|| say(text))
 }
 
-/// Writes the client message for `cmd` into `out` (cleared first). `false` only for
-/// `Close`, which has no message (the driver closes the socket). `Truncate` and
-/// `CancelResponse` return `true` with `out` left **empty**: Gemini cuts its own output
-/// on barge-in (§3.6), so there is nothing to send, and the driver must skip empty
-/// messages (an empty frame is invalid JSON to Gemini, which closes with 1007). Audio
-/// reuses the buffer, so a steady stream of it allocates nothing.
+/// Writes the client message for `cmd` into `out` (cleared first); `false` when there is
+/// nothing to send, with `out` empty: `Close` (the driver closes the socket), and
+/// `Truncate` and `CancelResponse`, since Gemini cuts its own output on barge-in (§3.6).
+/// So `false` does not mean "close": the driver closes only for `Close`. Audio reuses
+/// the buffer, so a steady stream of it allocates nothing.
 pub fn write_command(cmd: &ProviderCommand<'_>, out: &mut String) -> bool {
     out.clear();
     match *cmd {
@@ -306,8 +305,9 @@ pub fn write_command(cmd: &ProviderCommand<'_>, out: &mut String) -> bool {
             out.push_str(&say(text));
             true
         }
-        ProviderCommand::Truncate { .. } | ProviderCommand::CancelResponse => true,
-        ProviderCommand::Close => false,
+        ProviderCommand::Truncate { .. }
+        | ProviderCommand::CancelResponse
+        | ProviderCommand::Close => false,
     }
 }
 
@@ -1027,16 +1027,15 @@ mod tests {
                 audio_end_ms: 300,
             },
             ProviderCommand::CancelResponse,
+            ProviderCommand::Close,
         ] {
+            out.push_str("stale");
             assert!(
-                write_command(&silent, &mut out),
-                "{silent:?} is not a close"
+                !write_command(&silent, &mut out),
+                "{silent:?} sends nothing"
             );
-            assert!(out.is_empty(), "{silent:?} sends nothing");
+            assert!(out.is_empty());
         }
-        out.push_str("stale");
-        assert!(!write_command(&ProviderCommand::Close, &mut out));
-        assert!(out.is_empty());
     }
 
     #[test]
