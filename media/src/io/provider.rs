@@ -16,8 +16,9 @@
 use super::provider_ws::{self, ProviderSocket};
 use crate::core::echo::{self, EchoProvider};
 use crate::core::session::{CallSession, Input, ProviderCommand, ProviderEvent};
-use crate::core::wire::{gemini, openai};
+use crate::core::wire::{elevenlabs, gemini, openai};
 use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
@@ -43,7 +44,8 @@ pub fn formats(kind: ProviderKind, caller: AudioFormat) -> Option<(AudioFormat, 
             Some((f, f))
         }
         ProviderKind::Gemini => Some(gemini::provider_format()),
-        ProviderKind::Elevenlabs | ProviderKind::Deepgram => None,
+        ProviderKind::Elevenlabs => Some(elevenlabs::provider_format(caller)),
+        ProviderKind::Deepgram => None,
     }
 }
 
@@ -79,6 +81,13 @@ enum Provider {
         decoder: gemini::GeminiDecoder,
         text: String,
     },
+    ElevenLabs {
+        socket: ProviderSocket,
+        decoder: elevenlabs::ElevenLabsDecoder,
+        text: String,
+        /// Replies the protocol asks for (pongs), sent before the next read.
+        replies: VecDeque<String>,
+    },
 }
 
 impl Provider {
@@ -94,6 +103,10 @@ impl Provider {
             }
             Provider::Gemini { socket, text, .. } => {
                 let wrote = gemini::write_command(cmd, text);
+                (socket, text, wrote)
+            }
+            Provider::ElevenLabs { socket, text, .. } => {
+                let wrote = elevenlabs::write_command(cmd, text);
                 (socket, text, wrote)
             }
         };
@@ -126,6 +139,23 @@ impl Provider {
                 };
             }
             Provider::OpenAi { socket, .. } | Provider::Gemini { socket, .. } => socket,
+            Provider::ElevenLabs {
+                socket, replies, ..
+            } => {
+                // Sent before reading on; popped only once sent, so a cancelled wake
+                // sends it again rather than losing it.
+                while let Some(reply) = replies.front() {
+                    if socket
+                        .send(Message::Text(reply.as_str().into()))
+                        .await
+                        .is_err()
+                    {
+                        return Wake::Closed(None, String::new());
+                    }
+                    replies.pop_front();
+                }
+                socket
+            }
         };
         loop {
             match socket.next().await {
@@ -162,6 +192,16 @@ impl Provider {
             (Provider::Gemini { decoder, .. }, Wake::Frame(Message::Binary(b))) => {
                 decoder.handle_binary(&b, emit);
             }
+            (
+                Provider::ElevenLabs {
+                    decoder, replies, ..
+                },
+                Wake::Frame(Message::Text(t)),
+            ) => {
+                decoder.handle_text(t.as_str(), emit);
+                replies.extend(std::iter::from_fn(|| decoder.poll_reply()));
+            }
+            (Provider::ElevenLabs { decoder, .. }, Wake::Frame(_)) => decoder.malformed += 1,
             (Provider::OpenAi { decoder, .. }, Wake::Frame(_)) => decoder.malformed += 1,
             (Provider::Gemini { decoder, .. }, Wake::Frame(_)) => decoder.malformed += 1,
             (_, _) => {}
@@ -173,11 +213,21 @@ impl Provider {
             Provider::Echo(_) => 0,
             Provider::OpenAi { decoder, .. } => decoder.malformed,
             Provider::Gemini { decoder, .. } => decoder.malformed,
+            Provider::ElevenLabs { decoder, .. } => decoder.malformed,
+        }
+    }
+
+    fn socket(&mut self) -> Option<&mut ProviderSocket> {
+        match self {
+            Provider::Echo(_) => None,
+            Provider::OpenAi { socket, .. }
+            | Provider::Gemini { socket, .. }
+            | Provider::ElevenLabs { socket, .. } => Some(socket),
         }
     }
 
     async fn close(&mut self) {
-        if let Provider::OpenAi { socket, .. } | Provider::Gemini { socket, .. } = self {
+        if let Some(socket) = self.socket() {
             let _ = socket.close(None).await;
         }
     }
@@ -245,7 +295,32 @@ async fn connect(
             };
             (provider, vec![gemini::setup_message(&setup)])
         }
-        ProviderKind::Elevenlabs | ProviderKind::Deepgram => {
+        ProviderKind::Elevenlabs => {
+            // The plan's model is the ElevenLabs agent id.
+            let url = elevenlabs::connect_url(&target.url, &target.model);
+            let (name, key) = elevenlabs::api_key_header(target.api_key.expose());
+            let socket = open(&url, &[(name, key.as_str())], timeout).await?;
+            let mut settings = plan.settings.clone();
+            if !fresh {
+                // Taking over a conversation: no second greeting.
+                settings.call_greeting.clear();
+            }
+            let setup = elevenlabs::ElevenLabsSetup {
+                agent_id: target.model.clone(),
+                instructions: plan.instructions.clone(),
+                settings,
+                tools: plan.tools.clone(),
+                format: caller,
+            };
+            let provider = Provider::ElevenLabs {
+                socket,
+                decoder: elevenlabs::ElevenLabsDecoder::new(caller),
+                text: String::with_capacity(2048),
+                replies: VecDeque::new(),
+            };
+            (provider, vec![elevenlabs::initiation(&setup)])
+        }
+        ProviderKind::Deepgram => {
             return Err("provider_unavailable".into());
         }
     };
@@ -292,6 +367,8 @@ async fn connect(
         Provider::Gemini { .. } if opening.resume_handle.is_some() => {}
         Provider::Gemini { .. } if fresh => then.extend(gemini::greeting(&plan.settings)),
         Provider::Gemini { .. } => then.extend(gemini::seed_history(opening.turns)),
+        // The greeting went in the initiation (`first_message`).
+        Provider::ElevenLabs { .. } => then.extend(elevenlabs::seed_history(opening.turns)),
         Provider::Echo(_) => {}
     }
     for text in then {
@@ -314,7 +391,7 @@ async fn open(
 }
 
 async fn send_text(provider: &mut Provider, text: String) -> Result<(), String> {
-    if let Provider::OpenAi { socket, .. } | Provider::Gemini { socket, .. } = provider {
+    if let Some(socket) = provider.socket() {
         socket
             .send(Message::Text(text.into()))
             .await
