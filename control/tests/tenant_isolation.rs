@@ -184,6 +184,16 @@ async fn fixture(app: &TestApp, p: &People) -> Fixture {
     .execute(pool)
     .await
     .unwrap();
+    sqlx::query(
+        "INSERT INTO workspace_provider_configs (id, workspace_id, provider, uses_platform_key, config, priority, is_enabled, created_at, updated_at)
+         VALUES ($1, $2, 'openai', 1, '{}', 0, 1, $3, $3)",
+    )
+    .bind(new_id("wpc"))
+    .bind(&ws)
+    .bind(now)
+    .execute(pool)
+    .await
+    .unwrap();
     let invitation = new_id("inv");
     sqlx::query(
         "INSERT INTO invitations (id, workspace_id, email, role, token_hash, invited_by, expires_at, created_at)
@@ -260,7 +270,22 @@ async fn snapshot(app: &TestApp, ws: &str) -> String {
     .fetch_all(pool)
     .await
     .unwrap();
-    format!("{w:?}|{m:?}|{a:?}|{n:?}|{i:?}")
+    let pc: Vec<(String, i64, i64, i64, Option<String>, i64)> = sqlx::query_as(
+        "SELECT provider, uses_platform_key, priority, is_enabled, api_key_encrypted, updated_at
+         FROM workspace_provider_configs WHERE workspace_id = $1 ORDER BY provider",
+    )
+    .bind(ws)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let st: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT strategy, config, updated_at FROM workspace_provider_strategies WHERE workspace_id = $1",
+    )
+    .bind(ws)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    format!("{w:?}|{m:?}|{a:?}|{n:?}|{i:?}|{pc:?}|{st:?}")
 }
 
 fn expected(who: Who, needs: Needs, success: StatusCode) -> StatusCode {
@@ -401,6 +426,55 @@ fn workspace_endpoints(
             Needs::Read,
             S::OK,
         ),
+        (
+            "GET",
+            format!("{ws}/voice/providers"),
+            None,
+            Needs::Read,
+            S::OK,
+        ),
+        (
+            "POST",
+            format!("{ws}/voice/providers"),
+            Some(json!({"provider": "gemini", "api_key": "sk-matrix-byo"})),
+            Needs::Admin,
+            S::CREATED,
+        ),
+        (
+            "PATCH",
+            format!("{ws}/voice/providers/openai"),
+            Some(json!({"priority": 3})),
+            Needs::Admin,
+            S::OK,
+        ),
+        (
+            "PUT",
+            format!("{ws}/voice/providers/deepgram"),
+            Some(json!({})),
+            Needs::Admin,
+            S::CREATED,
+        ),
+        (
+            "DELETE",
+            format!("{ws}/voice/providers/openai"),
+            None,
+            Needs::Admin,
+            S::NO_CONTENT,
+        ),
+        (
+            "GET",
+            format!("{ws}/voice/strategy"),
+            None,
+            Needs::Read,
+            S::OK,
+        ),
+        (
+            "PUT",
+            format!("{ws}/voice/strategy"),
+            Some(json!({"strategy": "quality_first"})),
+            Needs::Admin,
+            S::OK,
+        ),
     ]
 }
 
@@ -527,6 +601,13 @@ async fn admin_matrix(app: TestApp) {
     let super_admin = app.admin("root@vocalized.test", "super_admin").await;
     let admin = app.admin("ops@vocalized.test", "admin").await;
     let ws = p.other_ws.clone();
+    sqlx::query(
+        "INSERT INTO platform_provider_configs (provider, config, priority, is_enabled, created_at, updated_at)
+         VALUES ('openai', '{}', 0, 1, 0, 0)",
+    )
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
     // (method, path, body, least role: 0 support, 1 admin, 2 super_admin, success)
     let endpoints: Vec<(&str, String, Option<Value>, u8, StatusCode)> = vec![
         (
@@ -589,6 +670,48 @@ async fn admin_matrix(app: TestApp) {
             "GET",
             "/api/v1/admin/logs/activity".into(),
             None,
+            1,
+            StatusCode::OK,
+        ),
+        (
+            "GET",
+            "/api/v1/admin/providers".into(),
+            None,
+            0,
+            StatusCode::OK,
+        ),
+        (
+            "GET",
+            "/api/v1/admin/providers/openai".into(),
+            None,
+            0,
+            StatusCode::OK,
+        ),
+        (
+            "PATCH",
+            "/api/v1/admin/providers/openai".into(),
+            Some(json!({"priority": 4})),
+            1,
+            StatusCode::OK,
+        ),
+        (
+            "GET",
+            "/api/v1/admin/providers/health".into(),
+            None,
+            0,
+            StatusCode::OK,
+        ),
+        (
+            "GET",
+            "/api/v1/admin/providers/costs".into(),
+            None,
+            0,
+            StatusCode::OK,
+        ),
+        (
+            "PUT",
+            "/api/v1/admin/providers/routing".into(),
+            Some(json!({"fallback_chain": ["openai"]})),
             1,
             StatusCode::OK,
         ),

@@ -7,6 +7,8 @@
 //! (from crates.md): bind `i64` for every integer column, never `bool`; `CAST(SUM(..) AS
 //! BIGINT)`; no REAL.
 
+pub mod rotate;
+
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_auth;
+pub mod admin_providers;
 pub mod agents;
 pub mod auth;
 pub mod calls;
@@ -15,6 +16,7 @@ pub mod openapi;
 pub mod phone_numbers;
 pub mod ratelimit;
 pub mod twilio_webhooks;
+pub mod voice_providers;
 pub mod widget;
 pub mod workspaces;
 
@@ -42,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .merge(widget::router())
         .merge(admin_auth::router())
         .merge(admin::router())
+        .merge(admin_providers::router())
+        .merge(voice_providers::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
             let mut response = ApiError::BadRequest {
