@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::LazyLock;
 use std::time::Duration;
+use vocalized_shared::events::{CallEventKind, EndReason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Direction {
@@ -30,6 +31,7 @@ pub struct MediaMetrics {
     pub added_latency: Family<Direction, Histogram, fn() -> Histogram>,
     pub malformed_frames: Family<Kind, Counter>,
     pub calls_ended: Family<Kind, Counter>,
+    pub failovers: Family<Kind, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -45,6 +47,7 @@ static METRICS: LazyLock<MediaMetrics> = LazyLock::new(|| {
         Family::<Direction, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
     let malformed_frames = Family::<Kind, Counter>::default();
     let calls_ended = Family::<Kind, Counter>::default();
+    let failovers = Family::<Kind, Counter>::default();
     registry.register(
         "call_setup_seconds",
         "From the caller's stream start to the provider session being connected",
@@ -66,6 +69,11 @@ static METRICS: LazyLock<MediaMetrics> = LazyLock::new(|| {
         malformed_frames.clone(),
     );
     registry.register("calls_ended", "Calls ended, by how", calls_ended.clone());
+    registry.register(
+        "provider_failovers",
+        "Moves to another provider (or a new session of the same one), by cause",
+        failovers.clone(),
+    );
     MediaMetrics {
         registry,
         setup,
@@ -73,6 +81,7 @@ static METRICS: LazyLock<MediaMetrics> = LazyLock::new(|| {
         added_latency,
         malformed_frames,
         calls_ended,
+        failovers,
     }
 });
 
@@ -85,6 +94,41 @@ impl MediaMetrics {
         self.added_latency
             .get_or_create(&Direction { direction })
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Counts what a call event says about the call: time to first audio, how calls end,
+/// failovers. Both drivers call it for every event they pass on.
+pub fn observe_event(kind: &CallEventKind) {
+    let m = get();
+    match kind {
+        CallEventKind::ProviderAudioStarted { ttfa_ms } => {
+            m.time_to_first_audio.observe(*ttfa_ms as f64 / 1000.0)
+        }
+        CallEventKind::Ended(reason) => {
+            let kind = match reason {
+                EndReason::CallerHangup => "caller_hangup",
+                EndReason::ProviderError { .. } => "provider_error",
+                EndReason::MaxDuration => "max_duration",
+                EndReason::SilenceTimeout => "silence_timeout",
+                EndReason::NotConnected => "not_connected",
+                EndReason::EndCallPhrase | EndReason::AgentEndedCall => "agent_or_phrase",
+                EndReason::UsageLimit => "usage_limit",
+            };
+            m.calls_ended.get_or_create(&Kind { kind }).inc();
+        }
+        CallEventKind::Failover { reason, .. } => {
+            // Causes, not raw provider error codes: labels must stay a small set.
+            let kind = match reason.as_str() {
+                "session_rollover" => "rollover",
+                "provider_timeout" => "timeout",
+                "provider_connect_failed" | "provider_misconfigured" => "connect",
+                "provider_closed" => "closed",
+                _ => "error",
+            };
+            m.failovers.get_or_create(&Kind { kind }).inc();
+        }
+        _ => {}
     }
 }
 
@@ -111,6 +155,16 @@ mod tests {
         assert!(text.contains("vocalized_media_gateway_added_latency_seconds_count{direction=\"caller_to_provider\"}"), "{text}");
         assert!(
             text.contains("vocalized_media_malformed_frames_total{kind=\"twilio\"}"),
+            "{text}"
+        );
+        observe_event(&CallEventKind::Failover {
+            from: "openai".into(),
+            to: "gemini".into(),
+            reason: "some_vendor_specific_code".into(),
+        });
+        let text = render();
+        assert!(
+            text.contains("vocalized_media_provider_failovers_total{kind=\"error\"}"),
             "{text}"
         );
         assert!(

@@ -591,17 +591,16 @@ impl<'p> ProviderChain<'p> {
         let provider = self.current.as_mut()?;
         let mut failure = None;
         provider.deliver(wake, now, |event| match event {
-            ProviderEvent::Closed => {
-                if failure.is_none() {
-                    let recorded = ProviderEvent::Error {
-                        fatal: false,
-                        code: "provider_closed",
-                        message: "the provider closed the connection",
-                    };
-                    session.handle_input(Input::Provider(recorded), now);
-                    failure = Some(Failure::Failed("provider_closed".into()));
-                }
+            ProviderEvent::Closed if failure.is_none() => {
+                let recorded = ProviderEvent::Error {
+                    fatal: false,
+                    code: "provider_closed",
+                    message: "the provider closed the connection",
+                };
+                session.handle_input(Input::Provider(recorded), now);
+                failure = Some(Failure::Failed("provider_closed".into()));
             }
+            ProviderEvent::Closed => {}
             ProviderEvent::Error {
                 fatal: true,
                 code,

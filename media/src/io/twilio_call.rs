@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
 use vocalized_shared::audio::AudioFormat;
-use vocalized_shared::events::{CallEventKind, EndReason};
+use vocalized_shared::events::EndReason;
 use vocalized_shared::link::ControlLink;
 use vocalized_shared::plan::CallPlan;
 
@@ -232,27 +232,7 @@ async fn bridge<L: ControlLink>(
                     }
                 }
                 Output::Event(event) => {
-                    match &event.kind {
-                        CallEventKind::ProviderAudioStarted { ttfa_ms } => {
-                            metrics::get()
-                                .time_to_first_audio
-                                .observe(*ttfa_ms as f64 / 1000.0);
-                        }
-                        CallEventKind::Ended(reason) => {
-                            let kind = match reason {
-                                EndReason::CallerHangup => "caller_hangup",
-                                EndReason::ProviderError { .. } => "provider_error",
-                                EndReason::MaxDuration => "max_duration",
-                                EndReason::SilenceTimeout => "silence_timeout",
-                                _ => "agent_or_phrase",
-                            };
-                            metrics::get()
-                                .calls_ended
-                                .get_or_create(&Kind { kind })
-                                .inc();
-                        }
-                        _ => {}
-                    }
+                    metrics::observe_event(&event.kind);
                     chain.observe(&event);
                     shared.link.emit(&call_id, event);
                 }

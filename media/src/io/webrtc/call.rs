@@ -109,7 +109,7 @@ pub async fn run<L: ControlLink>(
                     }
                 }
                 Output::Event(event) => {
-                    observe(&event.kind);
+                    metrics::observe_event(&event.kind);
                     chain.observe(&event);
                     link.emit(&call_id, event);
                 }
@@ -222,29 +222,6 @@ fn fail_unconnected<L: ControlLink>(plan: &CallPlan, link: &L, code: &str) {
             kind: CallEventKind::Ended(EndReason::ProviderError { code: code.into() }),
         },
     );
-}
-
-fn observe(kind: &CallEventKind) {
-    match kind {
-        CallEventKind::ProviderAudioStarted { ttfa_ms } => metrics::get()
-            .time_to_first_audio
-            .observe(*ttfa_ms as f64 / 1000.0),
-        CallEventKind::Ended(reason) => {
-            let kind = match reason {
-                EndReason::CallerHangup => "caller_hangup",
-                EndReason::ProviderError { .. } => "provider_error",
-                EndReason::MaxDuration => "max_duration",
-                EndReason::SilenceTimeout => "silence_timeout",
-                EndReason::NotConnected => "not_connected",
-                _ => "agent_or_phrase",
-            };
-            metrics::get()
-                .calls_ended
-                .get_or_create(&Kind { kind })
-                .inc();
-        }
-        _ => {}
-    }
 }
 
 /// Decodes one packet, recovering or concealing what was lost before it, and hands each
