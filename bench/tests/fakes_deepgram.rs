@@ -84,8 +84,10 @@ fn own(e: ProviderEvent<'_>) -> Option<Seen> {
 }
 
 fn setup(format: AudioFormat, greeting: &str) -> dg::DeepgramSetup {
-    let mut settings = CallSettings::default();
-    settings.call_greeting = greeting.into();
+    let settings = CallSettings {
+        call_greeting: greeting.into(),
+        ..CallSettings::default()
+    };
     dg::DeepgramSetup {
         think_provider: "open_ai".into(),
         think_model: "gpt-4o-mini".into(),

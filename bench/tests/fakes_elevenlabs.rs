@@ -184,6 +184,14 @@ impl Client {
     }
 }
 
+/// Settings whose agent waits for the caller (no `first_message` override).
+fn no_greeting() -> CallSettings {
+    CallSettings {
+        call_greeting: String::new(),
+        ..CallSettings::default()
+    }
+}
+
 fn caller_turn() -> Vec<u8> {
     let mut speech = audio::silence(300);
     speech.extend(audio::tone_bursts(1500));
@@ -205,10 +213,12 @@ async fn initiation_gets_metadata_and_the_overridden_first_message() {
     let fake = FakeElevenLabs::start(ElevenLabsBehaviour::default())
         .await
         .unwrap();
-    let mut settings = CallSettings::default();
-    settings.voice_provider = "elevenlabs".into();
-    settings.voice_id = "voice_9".into();
-    settings.call_greeting = "Welcome to Acme.".into();
+    let settings = CallSettings {
+        voice_provider: "elevenlabs".into(),
+        voice_id: "voice_9".into(),
+        call_greeting: "Welcome to Acme.".into(),
+        ..CallSettings::default()
+    };
     let mut client = Client::connect(&fake, settings).await;
     let seen = client.until(|e| matches!(e, Seen::Audio { .. })).await;
     assert_eq!(seen[0], Seen::Connected);
@@ -241,9 +251,7 @@ async fn caller_speech_gets_a_transcript_and_a_reply_in_chunks() {
     let fake = FakeElevenLabs::start(ElevenLabsBehaviour::default())
         .await
         .unwrap();
-    let mut settings = CallSettings::default();
-    settings.call_greeting = String::new();
-    let mut client = Client::connect(&fake, settings).await;
+    let mut client = Client::connect(&fake, no_greeting()).await;
     assert_eq!(client.until(|_| true).await, vec![Seen::Connected]);
     client.send_audio(&caller_turn()).await;
     let seen = client.until(|e| matches!(e, Seen::Audio { .. })).await;
@@ -287,9 +295,7 @@ async fn talking_over_the_agent_interrupts_it_and_late_audio_is_dropped() {
     }
     .with_agent_audio_ms(5000);
     let fake = FakeElevenLabs::start(behaviour).await.unwrap();
-    let mut settings = CallSettings::default();
-    settings.call_greeting = String::new();
-    let mut client = Client::connect(&fake, settings).await;
+    let mut client = Client::connect(&fake, no_greeting()).await;
     client.until(|e| matches!(e, Seen::Audio { .. })).await;
     // Speak over it: the fake's VAD needs 60 ms of loud audio.
     client.send_audio(&audio::tone_bursts(400)).await;
@@ -319,9 +325,7 @@ async fn pings_are_answered_with_pongs_and_tools_round_trip() {
         ..ElevenLabsBehaviour::default()
     };
     let fake = FakeElevenLabs::start(behaviour).await.unwrap();
-    let mut settings = CallSettings::default();
-    settings.call_greeting = String::new();
-    let mut client = Client::connect(&fake, settings).await;
+    let mut client = Client::connect(&fake, no_greeting()).await;
     client.until(|e| *e == Seen::Connected).await;
     client.send_audio(&caller_turn()).await;
     let seen = client.until(|e| matches!(e, Seen::Tool { .. })).await;
@@ -446,9 +450,7 @@ async fn ready_waits_for_the_delay_and_audio_before_it_is_not_heard() {
         ..ElevenLabsBehaviour::default()
     };
     let fake = FakeElevenLabs::start(behaviour).await.unwrap();
-    let mut settings = CallSettings::default();
-    settings.call_greeting = String::new();
-    let mut client = Client::connect(&fake, settings).await;
+    let mut client = Client::connect(&fake, no_greeting()).await;
     // Speech sent before the metadata is counted but not answered.
     client.send_audio(&caller_turn()).await;
     assert_eq!(client.until(|_| true).await, vec![Seen::Connected]);

@@ -464,8 +464,10 @@ mod tests {
     use super::*;
 
     fn setup() -> DeepgramSetup {
-        let mut settings = CallSettings::default();
-        settings.call_greeting = "Hi, how can I help?".into();
+        let settings = CallSettings {
+            call_greeting: "Hi, how can I help?".into(),
+            ..CallSettings::default()
+        };
         DeepgramSetup {
             think_provider: "open_ai".into(),
             think_model: "gpt-4o-mini".into(),

@@ -510,10 +510,12 @@ mod tests {
     use super::*;
 
     fn setup() -> ElevenLabsSetup {
-        let mut settings = CallSettings::default();
-        settings.voice_provider = "elevenlabs".into();
-        settings.voice_id = "21m00Tcm4TlvDq8ikWAM".into();
-        settings.call_greeting = " Hi there! ".into();
+        let settings = CallSettings {
+            voice_provider: "elevenlabs".into(),
+            voice_id: "21m00Tcm4TlvDq8ikWAM".into(),
+            call_greeting: " Hi there! ".into(),
+            ..CallSettings::default()
+        };
         ElevenLabsSetup {
             agent_id: "agent_123".into(),
             instructions: "Be brief.".into(),
