@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 use support::*;
+use vocalized_bench::fakes::deepgram::{DeepgramBehaviour, FakeDeepgram};
 use vocalized_bench::fakes::elevenlabs::{ElevenLabsBehaviour, FakeElevenLabs};
 use vocalized_bench::fakes::gemini::{self, FakeGemini, GeminiBehaviour};
 use vocalized_bench::fakes::openai::{Failure, FakeOpenAi, OpenAiBehaviour};
@@ -27,6 +28,15 @@ fn elevenlabs_target(fake: &FakeElevenLabs, key: &str) -> ProviderTarget {
         url: fake.url(),
         api_key: Secret(key.into()),
         model: "agent_front_desk".into(),
+    }
+}
+
+fn deepgram_target(fake: &FakeDeepgram, key: &str) -> ProviderTarget {
+    ProviderTarget {
+        kind: ProviderKind::Deepgram,
+        url: fake.url(),
+        api_key: Secret(key.into()),
+        model: "open_ai/gpt-4o-mini".into(),
     }
 }
 
@@ -124,6 +134,40 @@ async fn elevenlabs_serves_a_phone_call_in_ulaw_both_ways() {
         "{:?} {:?}",
         s.pings_sent,
         s.pongs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deepgram_serves_a_phone_call_with_binary_audio() {
+    let fake = FakeDeepgram::start(DeepgramBehaviour::default())
+        .await
+        .unwrap();
+    let chain = ChainLink::new(vec![deepgram_target(&fake, "dg-test-key")]);
+    let addr = gateway(chain.clone(), Duration::from_secs(3)).await;
+    let record = call(addr, caller_turn(3_000)).await;
+
+    let kinds = chain.ended_kinds().await;
+    let (roles, billed) = summary(&kinds);
+    assert!(
+        roles.contains(&Role::User) && roles.contains(&Role::Assistant),
+        "{kinds:?}"
+    );
+    assert!(
+        billed.iter().all(|p| p == "deepgram") && !billed.is_empty(),
+        "{kinds:?}"
+    );
+    assert!(record.played_bytes() > 4_000);
+    let s = &fake.sessions()[0];
+    assert_eq!(s.authorization.as_deref(), Some("Token dg-test-key"));
+    let settings = s.settings.as_ref().expect("Settings after Welcome");
+    assert_eq!(settings["audio"]["input"]["encoding"], "mulaw");
+    assert!(settings.to_string().contains("front desk"), "{settings}");
+    // µ-law passes straight through in binary frames.
+    let sent = record.media_sent_at.len() * 160;
+    assert!(
+        s.audio_bytes_in as usize >= sent * 9 / 10,
+        "{} of {sent}",
+        s.audio_bytes_in
     );
 }
 

@@ -16,7 +16,7 @@
 use super::provider_ws::{self, ProviderSocket};
 use crate::core::echo::{self, EchoProvider};
 use crate::core::session::{CallSession, Input, ProviderCommand, ProviderEvent};
-use crate::core::wire::{elevenlabs, gemini, openai};
+use crate::core::wire::{deepgram, elevenlabs, gemini, openai};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ pub fn formats(kind: ProviderKind, caller: AudioFormat) -> Option<(AudioFormat, 
         }
         ProviderKind::Gemini => Some(gemini::provider_format()),
         ProviderKind::Elevenlabs => Some(elevenlabs::provider_format(caller)),
-        ProviderKind::Deepgram => None,
+        ProviderKind::Deepgram => Some(deepgram::provider_format(caller)),
     }
 }
 
@@ -88,10 +88,38 @@ enum Provider {
         /// Replies the protocol asks for (pongs), sent before the next read.
         replies: VecDeque<String>,
     },
+    Deepgram {
+        socket: ProviderSocket,
+        decoder: deepgram::DeepgramDecoder,
+        text: String,
+        /// Messages the protocol asks for (`Settings` after `Welcome`).
+        replies: VecDeque<String>,
+        keep_alive: deepgram::KeepAlive,
+    },
 }
 
 impl Provider {
     async fn send(&mut self, cmd: &ProviderCommand<'_>, now: Instant) -> bool {
+        if let Provider::Deepgram {
+            socket,
+            text,
+            keep_alive,
+            ..
+        } = self
+        {
+            let message = match deepgram::write_command(cmd, text) {
+                Some(deepgram::Frame::Binary(audio)) => Message::Binary(audio.to_vec().into()),
+                Some(deepgram::Frame::Text(t)) => Message::Text(t.into()),
+                None => {
+                    if matches!(cmd, ProviderCommand::Close) {
+                        let _ = socket.close(None).await;
+                    }
+                    return true;
+                }
+            };
+            keep_alive.handle_sent(now);
+            return socket.send(message).await.is_ok();
+        }
         let (socket, text, wrote) = match self {
             Provider::Echo(echo) => {
                 echo.handle_command(*cmd, now);
@@ -109,6 +137,7 @@ impl Provider {
                 let wrote = elevenlabs::write_command(cmd, text);
                 (socket, text, wrote)
             }
+            Provider::Deepgram { .. } => unreachable!("handled above"),
         };
         if wrote {
             socket
@@ -139,35 +168,46 @@ impl Provider {
                 };
             }
             Provider::OpenAi { socket, .. } | Provider::Gemini { socket, .. } => socket,
+            Provider::Deepgram {
+                socket,
+                replies,
+                keep_alive,
+                ..
+            } => {
+                if !send_replies(socket, replies).await {
+                    return Wake::Closed(None, String::new());
+                }
+                // Deepgram closes an idle socket: KeepAlive when no audio has gone out.
+                loop {
+                    let due = tokio::time::Instant::from_std(keep_alive.poll_timeout());
+                    tokio::select! {
+                        frame = socket.next() => {
+                            if let Some(wake) = read_wake(frame) {
+                                return wake;
+                            }
+                        }
+                        () = tokio::time::sleep_until(due) => {
+                            if keep_alive.poll_due(Instant::now())
+                                && socket.send(Message::Text(deepgram::KEEP_ALIVE.into())).await.is_err()
+                            {
+                                return Wake::Closed(None, String::new());
+                            }
+                        }
+                    }
+                }
+            }
             Provider::ElevenLabs {
                 socket, replies, ..
             } => {
-                // Sent before reading on; popped only once sent, so a cancelled wake
-                // sends it again rather than losing it.
-                while let Some(reply) = replies.front() {
-                    if socket
-                        .send(Message::Text(reply.as_str().into()))
-                        .await
-                        .is_err()
-                    {
-                        return Wake::Closed(None, String::new());
-                    }
-                    replies.pop_front();
+                if !send_replies(socket, replies).await {
+                    return Wake::Closed(None, String::new());
                 }
                 socket
             }
         };
         loop {
-            match socket.next().await {
-                Some(Ok(Message::Close(frame))) => {
-                    return match frame {
-                        Some(f) => Wake::Closed(Some(f.code.into()), f.reason.to_string()),
-                        None => Wake::Closed(None, String::new()),
-                    };
-                }
-                None | Some(Err(_)) => return Wake::Closed(None, String::new()),
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(m)) => return Wake::Frame(m),
+            if let Some(wake) = read_wake(socket.next().await) {
+                return wake;
             }
         }
     }
@@ -202,6 +242,19 @@ impl Provider {
                 replies.extend(std::iter::from_fn(|| decoder.poll_reply()));
             }
             (Provider::ElevenLabs { decoder, .. }, Wake::Frame(_)) => decoder.malformed += 1,
+            (
+                Provider::Deepgram {
+                    decoder, replies, ..
+                },
+                Wake::Frame(frame),
+            ) => {
+                match frame {
+                    Message::Text(t) => decoder.handle_text(t.as_str(), emit),
+                    Message::Binary(b) => decoder.handle_binary(&b, emit),
+                    _ => {}
+                }
+                replies.extend(std::iter::from_fn(|| decoder.poll_reply()));
+            }
             (Provider::OpenAi { decoder, .. }, Wake::Frame(_)) => decoder.malformed += 1,
             (Provider::Gemini { decoder, .. }, Wake::Frame(_)) => decoder.malformed += 1,
             (_, _) => {}
@@ -214,6 +267,7 @@ impl Provider {
             Provider::OpenAi { decoder, .. } => decoder.malformed,
             Provider::Gemini { decoder, .. } => decoder.malformed,
             Provider::ElevenLabs { decoder, .. } => decoder.malformed,
+            Provider::Deepgram { decoder, .. } => decoder.malformed,
         }
     }
 
@@ -222,7 +276,8 @@ impl Provider {
             Provider::Echo(_) => None,
             Provider::OpenAi { socket, .. }
             | Provider::Gemini { socket, .. }
-            | Provider::ElevenLabs { socket, .. } => Some(socket),
+            | Provider::ElevenLabs { socket, .. }
+            | Provider::Deepgram { socket, .. } => Some(socket),
         }
     }
 
@@ -321,7 +376,36 @@ async fn connect(
             (provider, vec![elevenlabs::initiation(&setup)])
         }
         ProviderKind::Deepgram => {
-            return Err("provider_unavailable".into());
+            let url = deepgram::connect_url(&target.url);
+            let (name, key) = deepgram::api_key_header(target.api_key.expose());
+            let socket = open(&url, &[(name, key.as_str())], timeout).await?;
+            // The plan's model names the agent's "think" LLM as `provider/model`.
+            let (think_provider, think_model) = target
+                .model
+                .split_once('/')
+                .unwrap_or(("open_ai", target.model.as_str()));
+            let setup = deepgram::DeepgramSetup {
+                think_provider: think_provider.to_owned(),
+                think_model: think_model.to_owned(),
+                instructions: plan.instructions.clone(),
+                settings: plan.settings.clone(),
+                tools: plan.tools.clone(),
+                format: caller,
+            };
+            // Nothing may be sent before `Welcome`: the decoder queues `Settings` then.
+            let settings = if fresh {
+                deepgram::settings(&setup)
+            } else {
+                deepgram::seed_history(&setup, opening.turns)
+            };
+            let provider = Provider::Deepgram {
+                socket,
+                decoder: deepgram::DeepgramDecoder::new(caller, settings),
+                text: String::with_capacity(256),
+                replies: VecDeque::new(),
+                keep_alive: deepgram::KeepAlive::new(Instant::now()),
+            };
+            (provider, Vec::new())
         }
     };
     let accepted = async {
@@ -369,6 +453,8 @@ async fn connect(
         Provider::Gemini { .. } => then.extend(gemini::seed_history(opening.turns)),
         // The greeting went in the initiation (`first_message`).
         Provider::ElevenLabs { .. } => then.extend(elevenlabs::seed_history(opening.turns)),
+        // Greeting and history went in `Settings`.
+        Provider::Deepgram { .. } => {}
         Provider::Echo(_) => {}
     }
     for text in then {
@@ -388,6 +474,37 @@ async fn open(
             warn!(error = %e, "provider connect failed");
             e.code().to_owned()
         })
+}
+
+/// Sends queued protocol replies; each is popped only once sent, so a cancelled wake
+/// sends it again rather than losing it. `false` when the socket is gone.
+async fn send_replies(socket: &mut ProviderSocket, replies: &mut VecDeque<String>) -> bool {
+    while let Some(reply) = replies.front() {
+        if socket
+            .send(Message::Text(reply.as_str().into()))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        replies.pop_front();
+    }
+    true
+}
+
+/// What one read from a provider socket means; `None` for control frames to skip.
+fn read_wake(
+    frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Option<Wake> {
+    match frame {
+        Some(Ok(Message::Close(frame))) => Some(match frame {
+            Some(f) => Wake::Closed(Some(f.code.into()), f.reason.to_string()),
+            None => Wake::Closed(None, String::new()),
+        }),
+        None | Some(Err(_)) => Some(Wake::Closed(None, String::new())),
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+        Some(Ok(m)) => Some(Wake::Frame(m)),
+    }
 }
 
 async fn send_text(provider: &mut Provider, text: String) -> Result<(), String> {
@@ -660,6 +777,8 @@ mod tests {
             formats(ProviderKind::Gemini, ulaw),
             Some(gemini::provider_format())
         );
+        assert_eq!(formats(ProviderKind::Deepgram, ulaw), Some((ulaw, ulaw)));
+        assert_eq!(formats(ProviderKind::Elevenlabs, ulaw), Some((ulaw, ulaw)));
     }
 
     #[tokio::test]
