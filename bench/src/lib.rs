@@ -13,3 +13,4 @@
 
 pub mod audio;
 pub mod fakes;
+pub mod suite;
