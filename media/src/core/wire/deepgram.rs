@@ -17,9 +17,17 @@
 //! - [`KeepAlive`]: when to send [`KEEP_ALIVE`] (every 8 s without audio, §5.5).
 //! - [`tool_result`] answers a `FunctionCallRequest`.
 //!
+//! Agent turns get made-up item ids (`dg_turn_1`, …): a turn opens at
+//! `AgentStartedSpeaking`, an assistant `ConversationText` or its first audio, and closes
+//! at `AgentAudioDone` or `UserStartedSpeaking`. After `UserStartedSpeaking`, binary audio
+//! still in flight from the cut turn is dropped until the next agent turn starts (§8).
+//! `Error` is fatal, `Warning` is not; server-side functions (`client_side: false`) are
+//! not surfaced.
+//!
 //! Usage: Deepgram bills per connected minute and reports no counts, so the decoder
 //! counts agent audio per turn into `audio_output_ms` under the catalogue's model name
-//! [`MODEL`]; the minute charge comes from the call's duration.
+//! [`MODEL`], emitted when a turn closes and by [`DeepgramDecoder::finish`]; the minute
+//! charge comes from the call's duration.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -23,9 +23,17 @@
 //! reports something else, rather than playing noise. Tools are also configured on the
 //! agent (as client tools); [`ElevenLabsSetup::tools`] is kept for [`tool_names`] checks.
 //!
+//! Agent turns get made-up item ids (`el_turn_1`, …): a turn opens with its first audio or
+//! `agent_response` and closes at the caller's transcript or an interruption (two agent
+//! replies with no caller turn between, e.g. around a tool call, share one id).
+//! `agent_response_correction` (the text cut back after an interruption) is not replayed:
+//! the session already marks an interrupted turn's transcript as truncated. `vad_score`
+//! is ignored.
+//!
 //! Usage: ElevenLabs bills per connected minute and reports no counts over the socket, so
 //! the decoder counts agent audio per turn into `audio_output_ms` under the catalogue's
-//! model name [`MODEL`]; the minute charge comes from the call's duration.
+//! model name [`MODEL`], emitted when a turn closes and by [`ElevenLabsDecoder::finish`];
+//! the minute charge comes from the call's duration.
 
 use std::collections::VecDeque;
 
