@@ -1,6 +1,7 @@
 //! The shared, cheaply cloneable handle every handler receives.
 
 use crate::auth::tokens::TokenKeys;
+use crate::calls::health::HealthMonitor;
 use crate::calls::link::LiveCall;
 use crate::config::ControlConfig;
 use crate::db::Db;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Calls in progress on this node, by call id.
     pub live: Arc<DashMap<String, Arc<LiveCall>>>,
+    /// Voice provider health on this node: fed by call events, read by call routing.
+    pub health: Arc<HealthMonitor>,
 }
 
 impl AppState {
@@ -27,6 +30,7 @@ impl AppState {
             limiter: Arc::new(RateLimiter::new(config.rate_limits.clone())),
             metrics: Arc::new(Metrics::default()),
             live: Arc::new(DashMap::new()),
+            health: Arc::new(HealthMonitor::default()),
             db,
             config: Arc::new(config),
         }

@@ -178,12 +178,15 @@ pub async fn apply(db: &Db, call_id: &str, event: &CallEvent) -> Result<Applied,
     Ok(Applied::New)
 }
 
+/// The eight price columns of a `realtime_models` row, in the order selected below.
+type PriceRow = (i64, i64, i64, i64, i64, i64, i64, i64);
+
 async fn model_prices(
     conn: &mut AnyConnection,
     provider: &str,
     model: &str,
 ) -> Result<Option<ModelPrices>, sqlx::Error> {
-    let row: Option<(i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    let row: Option<PriceRow> = sqlx::query_as(
         "SELECT text_input_per_mtok_micros, text_output_per_mtok_micros, audio_input_per_mtok_micros,
                 audio_output_per_mtok_micros, cached_text_input_per_mtok_micros, cached_audio_input_per_mtok_micros,
                 audio_input_per_minute_micros, audio_output_per_minute_micros

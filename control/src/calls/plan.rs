@@ -4,12 +4,14 @@
 //! puts it in the TwiML; Twilio hands it back in the stream's `start` message; the media
 //! plane redeems it here for everything the call needs, decrypted keys included.
 
+use super::ingest;
 use crate::config::ControlConfig;
-use crate::db::Db;
+use crate::routing::{KeySource, ProviderCandidate, Route, Strategy};
 use crate::state::AppState;
 use crate::util::{now_ms, random_token, sha256_hex};
 use sqlx::AnyConnection;
 use vocalized_shared::call_settings::CallSettings;
+use vocalized_shared::events::{CallEvent, CallEventKind};
 use vocalized_shared::link::PlanError;
 use vocalized_shared::plan::{
     CallPlan, CallSource, ProviderKind, ProviderTarget, Secret, ToolSpec,
@@ -44,64 +46,364 @@ fn unavailable(e: impl std::fmt::Display) -> PlanError {
     PlanError::Unavailable(e.to_string())
 }
 
-/// Where the agent's provider is and with which key: the admin provider config wins over
-/// the environment. Keys are decrypted here and nowhere else.
-async fn provider_target(
-    db: &Db,
-    config: &ControlConfig,
-    kind: ProviderKind,
+/// The configured name of a provider as agents spell it (`google` is the agents' name for
+/// Gemini); `None` for a name no build knows.
+fn config_name(voice_provider: &str) -> Option<&'static str> {
+    kind_of(voice_provider).map(ProviderKind::as_str)
+}
+
+fn kind_of(name: &str) -> Option<ProviderKind> {
+    match name {
+        "openai" => Some(ProviderKind::Openai),
+        "gemini" | "google" => Some(ProviderKind::Gemini),
+        "elevenlabs" => Some(ProviderKind::Elevenlabs),
+        "deepgram" => Some(ProviderKind::Deepgram),
+        "echo" => Some(ProviderKind::Echo),
+        _ => None,
+    }
+}
+
+/// Where a provider is when its platform config sets no `base_url`.
+fn default_url(config: &ControlConfig, kind: ProviderKind) -> String {
+    match kind {
+        ProviderKind::Openai => config.openai.url.clone(),
+        ProviderKind::Gemini => GEMINI_LIVE_URL.into(),
+        ProviderKind::Elevenlabs => ELEVENLABS_AGENTS_URL.into(),
+        ProviderKind::Deepgram => DEEPGRAM_AGENT_URL.into(),
+        // The built-in diagnostic provider runs inside the media plane.
+        ProviderKind::Echo => "builtin:echo".into(),
+    }
+}
+
+/// The model a provider is asked for when neither the agent (for its own provider) nor a
+/// provider config names one: the catalogue's default `call` model (`realtime_models`).
+fn default_model(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Openai => DEFAULT_OPENAI_MODEL,
+        ProviderKind::Gemini => "gemini-live-2.5-flash-preview",
+        // For ElevenLabs the model is the ElevenLabs agent id; configs should set one.
+        ProviderKind::Elevenlabs => "convai",
+        ProviderKind::Deepgram => "voice-agent",
+        ProviderKind::Echo => "echo",
+    }
+}
+
+pub const GEMINI_LIVE_URL: &str = "wss://generativelanguage.googleapis.com/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
+pub const ELEVENLABS_AGENTS_URL: &str = "wss://api.elevenlabs.io/v1/convai/conversation";
+pub const DEEPGRAM_AGENT_URL: &str = "wss://agent.deepgram.com/v1/agent/converse";
+
+/// A model named in a provider config's JSON (`model`, or for ElevenLabs `agent_id`).
+fn configured_model(config_json: Option<&str>, kind: ProviderKind) -> Option<String> {
+    let config: serde_json::Value = serde_json::from_str(config_json?).ok()?;
+    let field = |name: &str| {
+        config
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+    };
+    match kind {
+        ProviderKind::Elevenlabs => field("agent_id").or_else(|| field("model")),
+        _ => field("model"),
+    }
+}
+
+/// One provider this workspace's calls could use: its routing facts and, decrypted, what
+/// a `ProviderTarget` needs. Never logged (the keys are `Secret`s).
+struct Offer {
+    candidate: ProviderCandidate,
+    url: String,
     model: String,
-) -> Result<ProviderTarget, PlanError> {
-    let row: Option<(Option<String>, Option<String>, i64)> = sqlx::query_as(
-        "SELECT api_key_encrypted, base_url, is_enabled FROM platform_provider_configs WHERE provider = $1",
+    workspace_key: Option<Secret>,
+    platform_key: Option<Secret>,
+}
+
+/// provider, region, priority, is_enabled, cost_per_minute_micros, base_url,
+/// api_key_encrypted, config
+type PlatformRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+);
+/// provider, uses_platform_key, api_key_encrypted, config, priority, is_enabled
+type WorkspaceRow = (String, i64, Option<String>, String, i64, i64);
+
+/// Opens a sealed key; an unreadable one (wrong master key, corrupt row) counts as no key,
+/// so the provider is skipped as `no_key` and the call routes around it.
+fn open_key(
+    config: &ControlConfig,
+    sealed: Option<&str>,
+    provider: &str,
+    whose: &str,
+) -> Option<Secret> {
+    let sealed = sealed?;
+    match config.master_key.open(sealed) {
+        Ok(key) => Some(Secret(key)),
+        Err(e) => {
+            tracing::error!(provider, whose, error = %e, "a stored provider key cannot be decrypted; skipping it");
+            None
+        }
+    }
+}
+
+/// Every provider the workspace may route to: the platform's configured providers, each
+/// joined with the workspace's own settings for it; OpenAI from the environment when the
+/// platform has no row for it (as before provider configs existed); and the built-in
+/// echo when the agent asks for it and the platform has no row for it. The agent's model
+/// applies to the agent's own provider only.
+async fn load_offers(
+    state: &AppState,
+    workspace_id: &str,
+    agent_provider: Option<&str>,
+    agent_model: Option<&str>,
+) -> Result<Vec<Offer>, PlanError> {
+    let db = &state.db;
+    let config = &state.config;
+    let mut platform: Vec<PlatformRow> = sqlx::query_as(
+        "SELECT provider, region, CAST(priority AS BIGINT), CAST(is_enabled AS BIGINT),
+                cost_per_minute_micros, base_url, api_key_encrypted, config
+         FROM platform_provider_configs ORDER BY provider",
     )
-    .bind(kind.as_str())
-    .fetch_optional(&db.pool)
+    .fetch_all(&db.pool)
     .await
     .map_err(unavailable)?;
-    let (env_url, env_key) = match kind {
-        ProviderKind::Openai => (config.openai.url.clone(), config.openai.api_key.clone()),
-        // The built-in diagnostic provider runs inside the media plane: no URL, no key.
-        ProviderKind::Echo => {
-            return Ok(ProviderTarget {
-                kind,
-                url: "builtin:echo".into(),
-                api_key: Secret(String::new()),
-                model: "echo".into(),
-            });
-        }
-        _ => {
-            return Err(PlanError::Refused {
-                code: "provider_unavailable".into(),
-            });
-        }
+    let own: Vec<WorkspaceRow> = sqlx::query_as(
+        "SELECT provider, CAST(uses_platform_key AS BIGINT), api_key_encrypted, config,
+                CAST(priority AS BIGINT), CAST(is_enabled AS BIGINT)
+         FROM workspace_provider_configs WHERE workspace_id = $1",
+    )
+    .bind(workspace_id)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(unavailable)?;
+    let prices: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT provider, model_name, session_per_minute_micros FROM realtime_models WHERE is_active = 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .map_err(unavailable)?;
+
+    let implicit = |name: &str| -> PlatformRow {
+        (
+            name.into(),
+            "global".into(),
+            0,
+            1,
+            0,
+            None,
+            None,
+            "{}".into(),
+        )
     };
-    let (url, key) = match row {
-        Some((_, _, 0)) => {
-            return Err(PlanError::Refused {
-                code: "provider_disabled".into(),
-            });
-        }
-        Some((sealed, base_url, _)) => {
-            let key = match sealed {
-                Some(s) => Some(Secret(config.master_key.open(&s).map_err(unavailable)?)),
-                None => env_key,
-            };
-            (base_url.unwrap_or(env_url), key)
-        }
-        None => (env_url, env_key),
+    if !platform.iter().any(|p| p.0 == "openai") {
+        platform.push(implicit("openai"));
+    }
+    if agent_provider == Some("echo") && !platform.iter().any(|p| p.0 == "echo") {
+        platform.push(implicit("echo"));
+    }
+
+    let mut offers = Vec::new();
+    for (name, region, priority, enabled, cost, base_url, sealed, platform_config) in platform {
+        let Some(kind) = kind_of(&name) else {
+            tracing::warn!(provider = %name, "a configured provider this build does not know; ignored");
+            continue;
+        };
+        let mine = own.iter().find(|w| w.0 == name);
+        let model = agent_model
+            .filter(|_| agent_provider == Some(name.as_str()))
+            .map(str::to_owned)
+            .or_else(|| configured_model(mine.map(|w| w.3.as_str()), kind))
+            .or_else(|| configured_model(Some(&platform_config), kind))
+            .unwrap_or_else(|| default_model(kind).to_owned());
+        let platform_key = open_key(config, sealed.as_deref(), &name, "platform").or_else(|| {
+            (kind == ProviderKind::Openai)
+                .then(|| config.openai.api_key.clone())
+                .flatten()
+        });
+        let workspace_key = mine
+            .filter(|w| w.1 == 0)
+            .and_then(|w| open_key(config, w.2.as_deref(), &name, "workspace"));
+        // A workspace that brings its own key but whose key cannot be read is not quietly
+        // moved onto the platform's key: the provider has no usable key.
+        let byo_broken = mine.is_some_and(|w| w.1 == 0) && workspace_key.is_none();
+        let session_price = prices
+            .iter()
+            .find(|(p, m, _)| p == &name && m == &model)
+            .map(|p| p.2);
+        let price = session_price
+            .filter(|p| *p > 0)
+            .or((cost > 0).then_some(cost))
+            .and_then(|p| u64::try_from(p).ok());
+        let candidate = ProviderCandidate {
+            kind,
+            name: name.clone(),
+            region,
+            priority: mine.map_or(priority, |w| w.4),
+            platform_enabled: enabled != 0,
+            workspace_enabled: mine.is_none_or(|w| w.5 != 0),
+            price_per_minute_micros: price,
+            workspace_key: workspace_key.is_some(),
+            platform_key: platform_key.is_some() && !byo_broken,
+            key_required: kind != ProviderKind::Echo,
+        };
+        offers.push(Offer {
+            candidate,
+            url: base_url
+                .filter(|u| !u.trim().is_empty())
+                .unwrap_or_else(|| default_url(config, kind)),
+            model,
+            workspace_key,
+            platform_key: platform_key.filter(|_| !byo_broken),
+        });
+    }
+    Ok(offers)
+}
+
+/// The workspace's routing strategy; `auto` without a row, and `auto` (logged) for a row
+/// that no longer parses, so a bad row degrades routing instead of refusing calls.
+async fn load_strategy(state: &AppState, workspace_id: &str) -> Result<Strategy, PlanError> {
+    let row: Option<(String, Option<String>, String, i64)> = sqlx::query_as(
+        "SELECT strategy, preferred_provider, config, CAST(fallback_enabled AS BIGINT)
+         FROM workspace_provider_strategies WHERE workspace_id = $1",
+    )
+    .bind(workspace_id)
+    .fetch_optional(&state.db.pool)
+    .await
+    .map_err(unavailable)?;
+    let Some((name, preferred, config, fallback)) = row else {
+        return Ok(Strategy::Auto);
     };
-    let api_key = key.ok_or(PlanError::Refused {
-        code: "provider_not_configured".into(),
-    })?;
-    Ok(ProviderTarget {
-        kind,
-        url,
-        api_key,
-        model,
+    Ok(
+        Strategy::from_row(&name, preferred.as_deref(), &config, fallback != 0).unwrap_or_else(
+            |e| {
+                tracing::warn!(workspace_id, error = %e, "stored provider strategy is not valid; routing as auto");
+                Strategy::Auto
+            },
+        ),
+    )
+}
+
+/// How the agent's own provider and the workspace's strategy combine:
+///
+/// - `auto`: the agent's provider is the preferred first choice, then every other usable
+///   provider by priority (the routing policy's `custom` list of one, with fallback). As
+///   with any provider a strategy names, health still applies: an open circuit skips it,
+///   and a degraded one still goes before healthy fallbacks.
+/// - `cost_optimized`, `quality_first`, `specific`, `custom`: the workspace chose how its
+///   calls route, so its strategy decides the whole chain; the agent's provider is one
+///   candidate among the others (its model is used whenever it is in the chain).
+fn effective_strategy(workspace: Strategy, agent_provider: Option<&str>) -> Strategy {
+    match (workspace, agent_provider) {
+        (Strategy::Auto, Some(agent)) => Strategy::Custom {
+            order: vec![agent.to_owned()],
+            twilio: None,
+            web: None,
+            fallback_enabled: true,
+        },
+        (strategy, _) => strategy,
+    }
+}
+
+/// The `warning` call event (seq 0, before any of the media plane's events) recording
+/// what routing left out, so a call's events say why a provider was not tried.
+fn routing_warning(strategy: &Strategy, route: &Route) -> Option<CallEvent> {
+    if route.skipped.is_empty() && !route.last_resort {
+        return None;
+    }
+    let parts: Vec<String> = route
+        .skipped
+        .iter()
+        .map(|s| match &s.region {
+            Some(region) => format!("{}/{} ({})", s.name, region, s.reason.as_str()),
+            None => format!("{} ({})", s.name, s.reason.as_str()),
+        })
+        .collect();
+    let chain: Vec<&str> = route.chain.iter().map(|c| c.name.as_str()).collect();
+    let (code, lead) = if route.last_resort {
+        (
+            ROUTING_LAST_RESORT,
+            "every usable provider is unhealthy; trying them anyway",
+        )
+    } else {
+        (ROUTING_SKIPPED, "some providers were not tried")
+    };
+    Some(CallEvent {
+        seq: 0,
+        at_ms: 0,
+        kind: CallEventKind::Warning {
+            code: code.into(),
+            message: format!(
+                "{lead} (strategy {}): chain [{}]; skipped: {}",
+                strategy.name(),
+                chain.join(", "),
+                if parts.is_empty() {
+                    "none".into()
+                } else {
+                    parts.join(", ")
+                }
+            ),
+        },
     })
 }
 
+/// Warning codes of the routing event (see [`routing_warning`]).
+pub const ROUTING_SKIPPED: &str = "providers_skipped";
+pub const ROUTING_LAST_RESORT: &str = "routing_last_resort";
+
+/// Routes the call and turns its chain into targets with decrypted keys. Refuses with
+/// `provider_unavailable` when nothing can be tried.
+async fn route_providers(
+    state: &AppState,
+    call_id: &str,
+    workspace_id: &str,
+    source: CallSource,
+    agent_provider: Option<&str>,
+    agent_model: Option<&str>,
+) -> Result<Vec<ProviderTarget>, PlanError> {
+    let offers = load_offers(state, workspace_id, agent_provider, agent_model).await?;
+    let workspace_strategy = load_strategy(state, workspace_id).await?;
+    let strategy = effective_strategy(workspace_strategy.clone(), agent_provider);
+    let candidates: Vec<ProviderCandidate> = offers.iter().map(|o| o.candidate.clone()).collect();
+    let route = state
+        .health
+        .route(call_id, &strategy, source, &candidates, now_ms());
+    let mut targets = Vec::with_capacity(route.chain.len());
+    for choice in &route.chain {
+        let Some(offer) = offers.iter().find(|o| o.candidate.name == choice.name) else {
+            continue;
+        };
+        let api_key = match choice.key {
+            KeySource::Workspace => offer.workspace_key.clone(),
+            KeySource::Platform => offer.platform_key.clone(),
+            KeySource::NotNeeded => Some(Secret(String::new())),
+        };
+        let Some(api_key) = api_key else { continue };
+        targets.push(ProviderTarget {
+            kind: choice.kind,
+            url: offer.url.clone(),
+            api_key,
+            model: offer.model.clone(),
+        });
+    }
+    if let Some(event) = routing_warning(&workspace_strategy, &route) {
+        ingest::apply(&state.db, call_id, &event)
+            .await
+            .map_err(unavailable)?;
+    }
+    if targets.is_empty() {
+        state.health.forget(call_id);
+        return Err(PlanError::Refused {
+            code: "provider_unavailable".into(),
+        });
+    }
+    Ok(targets)
+}
 /// Redeems a Twilio stream token: marks it used, puts the call in progress, and returns
 /// its plan. A token redeems once; an expired one fails the call that never connected.
 pub async fn redeem_twilio(
@@ -296,24 +598,21 @@ async fn build(
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_owned();
-    let kind = match voice_provider.as_str() {
-        "openai" => ProviderKind::Openai,
-        "google" | "gemini" => ProviderKind::Gemini,
-        "elevenlabs" => ProviderKind::Elevenlabs,
-        "deepgram" => ProviderKind::Deepgram,
-        "echo" => ProviderKind::Echo,
-        _ => {
-            return Err(PlanError::Refused {
-                code: "provider_unavailable".into(),
-            });
-        }
-    };
-    let model = voice_config
+    let agent_provider = config_name(&voice_provider);
+    let agent_model = voice_config
         .get("model")
         .and_then(|v| v.as_str())
-        .unwrap_or(DEFAULT_OPENAI_MODEL)
-        .to_owned();
-    let target = provider_target(&state.db, &state.config, kind, model).await?;
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    let providers = route_providers(
+        state,
+        call_id,
+        workspace_id,
+        source,
+        agent_provider,
+        agent_model,
+    )
+    .await?;
     Ok(CallPlan {
         call_id: call_id.into(),
         workspace_id: workspace_id.into(),
@@ -322,6 +621,6 @@ async fn build(
         instructions,
         settings,
         tools,
-        providers: vec![target],
+        providers,
     })
 }
