@@ -169,3 +169,51 @@ async fn when_every_provider_fails_the_caller_hears_an_apology_and_the_call_ends
         }))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_openai_session_near_its_time_cap_rolls_over_to_a_reseeded_one() {
+    let fake = FakeOpenAi::start(OpenAiBehaviour::default()).await.unwrap();
+    let chain = ChainLink::new(vec![openai(&fake, "sk-a")]);
+    // The 60-minute cap, shrunk: roll over 4 s into the call.
+    let config = vocalized_media::io::twilio_call::TwilioCallConfig {
+        openai_session_rollover: Duration::from_secs(4),
+        ..Default::default()
+    };
+    let addr = gateway_with(chain.clone(), config).await;
+    let mut caller = caller_turn(2_000);
+    caller.extend(caller_turn(3_000));
+    call(addr, caller).await;
+
+    let kinds = chain.ended_kinds().await;
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, CallEventKind::Failover { from, to, reason }
+            if from == "openai" && to == "openai" && reason == "session_rollover")),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last(),
+        Some(&CallEventKind::Ended(EndReason::CallerHangup))
+    );
+    // A new session every 4 s of a ~12 s call, each one recorded.
+    let sessions = fake.sessions();
+    let rollovers = kinds
+        .iter()
+        .filter(|k| matches!(k, CallEventKind::Failover { .. }))
+        .count();
+    assert!(sessions.len() >= 2, "{}", sessions.len());
+    assert_eq!(rollovers, sessions.len() - 1);
+    // Each new session knows the conversation and none greets the caller again.
+    let later = &sessions[1..];
+    assert!(
+        later.iter().all(|s| s.responses_started <= s.speech_started),
+        "a later session greeted the caller"
+    );
+    let seeded = serde_json::to_string(&later.last().unwrap().item_creates).unwrap();
+    assert!(seeded.contains("check my order"), "{seeded}");
+    assert!(
+        later.iter().any(|s| s.responses_completed >= 1),
+        "a later session answered the caller"
+    );
+}

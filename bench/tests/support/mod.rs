@@ -108,9 +108,17 @@ pub fn dead() -> ProviderTarget {
 }
 
 pub async fn gateway(link: Arc<ChainLink>, timeout: Duration) -> SocketAddr {
-    let config = TwilioCallConfig {
-        provider_connect_timeout: timeout,
-    };
+    gateway_with(
+        link,
+        TwilioCallConfig {
+            provider_connect_timeout: timeout,
+            ..TwilioCallConfig::default()
+        },
+    )
+    .await
+}
+
+pub async fn gateway_with(link: Arc<ChainLink>, config: TwilioCallConfig) -> SocketAddr {
     let app = twilio_call::router(link, NodeState::new(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

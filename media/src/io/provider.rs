@@ -57,6 +57,8 @@ pub enum Wake {
     Closed(Option<u16>, String),
     /// The in-process provider has events due.
     Due,
+    /// The provider's session is near its time cap: roll over to a new one.
+    SessionCap,
 }
 
 /// Why the provider in use can no longer serve the call.
@@ -64,8 +66,9 @@ pub enum Wake {
 pub enum Failure {
     /// It failed: the code becomes the failover's reason.
     Failed(String),
-    /// It asked us to reconnect (Gemini `goAway`): roll over to a new session of it.
-    GoAway,
+    /// It asked us to reconnect (Gemini `goAway`), or its session is near its time cap
+    /// (OpenAI's 60 minutes): roll over to a new session of the same provider.
+    Rollover,
 }
 
 /// One connected provider.
@@ -75,6 +78,8 @@ enum Provider {
         socket: ProviderSocket,
         decoder: openai::OpenAiDecoder,
         text: String,
+        /// When to roll over to a new session, ahead of the session time cap.
+        rollover_at: tokio::time::Instant,
     },
     Gemini {
         socket: ProviderSocket,
@@ -167,7 +172,21 @@ impl Provider {
                     None => std::future::pending().await,
                 };
             }
-            Provider::OpenAi { socket, .. } | Provider::Gemini { socket, .. } => socket,
+            Provider::OpenAi {
+                socket,
+                rollover_at,
+                ..
+            } => loop {
+                tokio::select! {
+                    frame = socket.next() => {
+                        if let Some(wake) = read_wake(frame) {
+                            return wake;
+                        }
+                    }
+                    () = tokio::time::sleep_until(*rollover_at) => return Wake::SessionCap,
+                }
+            },
+            Provider::Gemini { socket, .. } => socket,
             Provider::Deepgram {
                 socket,
                 replies,
@@ -290,11 +309,20 @@ impl Provider {
 
 /// How a connection is opened: what it continues from.
 struct Opening<'a> {
-    /// The conversation so far (failover, rollover); the greeting is only for a fresh one.
+    /// The conversation so far (failover, rollover), replayed to the new session.
     turns: &'a [(Role, String)],
+    /// Greet the caller: only the call's first provider session does (or a failover at
+    /// setup, before anyone was greeted).
+    greet: bool,
     /// Gemini's resumption handle, for a rollover after `goAway`.
     resume_handle: Option<String>,
+    /// How long an OpenAI session may run before it is rolled over.
+    openai_rollover: Duration,
 }
+
+/// OpenAI Realtime sessions end after 60 minutes (protocols.md §2.1, §2.6) with no
+/// resumption: a call rolls over to a new, re-seeded session a little before that.
+pub const OPENAI_SESSION_ROLLOVER: Duration = Duration::from_secs(58 * 60);
 
 /// Connects `target` and sets its session up, waiting until the provider has accepted
 /// it: a refused connection, a timeout or a rejected session is an error (the call's
@@ -306,8 +334,9 @@ async fn connect(
     timeout: Duration,
     opening: Opening<'_>,
 ) -> Result<Provider, String> {
+    let rollover_after = opening.openai_rollover;
     let deadline = tokio::time::Instant::now() + timeout;
-    let fresh = opening.turns.is_empty();
+    let fresh = opening.greet;
     let (mut provider, first): (Provider, Vec<String>) = match target.kind {
         ProviderKind::Echo => {
             // The echo reports `Connected` itself; the chain reports it for every provider.
@@ -330,6 +359,7 @@ async fn connect(
                 socket,
                 decoder: openai::OpenAiDecoder::new(target.model.clone()),
                 text: String::with_capacity(2048),
+                rollover_at: tokio::time::Instant::now() + rollover_after,
             };
             (provider, vec![openai::session_update(&setup)])
         }
@@ -529,6 +559,9 @@ pub struct ProviderChain<'p> {
     turns: Vec<(Role, String)>,
     /// Frames earlier providers sent that could not be understood.
     malformed: u64,
+    /// A provider session has been up in this call (the caller was greeted).
+    connected_once: bool,
+    openai_rollover: Duration,
 }
 
 impl<'p> ProviderChain<'p> {
@@ -541,7 +574,15 @@ impl<'p> ProviderChain<'p> {
             current: None,
             turns: Vec::new(),
             malformed: 0,
+            connected_once: false,
+            openai_rollover: OPENAI_SESSION_ROLLOVER,
         }
+    }
+
+    /// Rolls OpenAI sessions over after `after` instead of [`OPENAI_SESSION_ROLLOVER`].
+    pub fn with_openai_rollover(mut self, after: Duration) -> Self {
+        self.openai_rollover = after;
+        self
     }
 
     /// The formats to build the session with: those of the first provider in the chain.
@@ -569,11 +610,13 @@ impl<'p> ProviderChain<'p> {
                 _ => None,
             };
             p.close().await;
-            if failure == Failure::GoAway {
+            if failure == Failure::Rollover {
                 let target = &self.plan.providers[self.index];
                 let opening = Opening {
                     turns: &self.turns,
+                    greet: false,
                     resume_handle,
+                    openai_rollover: self.openai_rollover,
                 };
                 match connect(self.plan, target, self.caller, self.timeout, opening).await {
                     Ok(p) => {
@@ -595,7 +638,7 @@ impl<'p> ProviderChain<'p> {
         }
         let reason = match failure {
             Failure::Failed(code) => code,
-            Failure::GoAway => "go_away".to_owned(),
+            Failure::Rollover => "go_away".to_owned(),
         };
         self.move_on(reason, session).await
     }
@@ -637,7 +680,9 @@ impl<'p> ProviderChain<'p> {
             };
             let opening = Opening {
                 turns: &self.turns,
+                greet: !self.connected_once,
                 resume_handle: None,
+                openai_rollover: self.openai_rollover,
             };
             let result = if formats(target.kind, self.caller).is_some() {
                 connect(self.plan, target, self.caller, self.timeout, opening).await
@@ -647,6 +692,7 @@ impl<'p> ProviderChain<'p> {
             match result {
                 Ok(provider) => {
                     self.current = Some(provider);
+                    self.connected_once = true;
                     session.handle_input(Input::Provider(ProviderEvent::Connected), Instant::now());
                     return true;
                 }
@@ -706,6 +752,9 @@ impl<'p> ProviderChain<'p> {
         session: &mut CallSession,
     ) -> Option<Failure> {
         let provider = self.current.as_mut()?;
+        if matches!(wake, Wake::SessionCap) {
+            return Some(Failure::Rollover);
+        }
         let mut failure = None;
         provider.deliver(wake, now, |event| match event {
             ProviderEvent::Closed if failure.is_none() => {
@@ -738,7 +787,7 @@ impl<'p> ProviderChain<'p> {
             && let Provider::Gemini { decoder, .. } = provider
             && decoder.take_go_away().is_some()
         {
-            failure = Some(Failure::GoAway);
+            failure = Some(Failure::Rollover);
         }
         failure
     }

@@ -39,14 +39,18 @@ const CLOSE_POLICY: u16 = 1008;
 /// Tunables of the phone path.
 #[derive(Clone, Debug)]
 pub struct TwilioCallConfig {
-    /// Longest wait for the provider's WebSocket handshake.
+    /// Longest wait for a provider to connect and accept its session; past it the call
+    /// moves on to the next provider in its chain.
     pub provider_connect_timeout: Duration,
+    /// How long an OpenAI session runs before the call rolls over to a new one.
+    pub openai_session_rollover: Duration,
 }
 
 impl Default for TwilioCallConfig {
     fn default() -> Self {
         Self {
             provider_connect_timeout: Duration::from_secs(3),
+            openai_session_rollover: super::provider::OPENAI_SESSION_ROLLOVER,
         }
     }
 }
@@ -164,7 +168,8 @@ async fn bridge<L: ControlLink>(
 ) {
     let call_id = plan.call_id.clone();
     let caller = AudioFormat::Mulaw8k;
-    let mut chain = ProviderChain::new(&plan, caller, shared.config.provider_connect_timeout);
+    let mut chain = ProviderChain::new(&plan, caller, shared.config.provider_connect_timeout)
+        .with_openai_rollover(shared.config.openai_session_rollover);
     let Some((input, output)) = chain.initial_formats() else {
         warn!("the agent's provider cannot take calls in this build");
         close(&mut socket, 1011, "provider unavailable").await;
