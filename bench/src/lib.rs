@@ -4,6 +4,12 @@
 //!   tone-burst generator that stands in for them when they are missing.
 //! - [`fakes::openai`]: a fake OpenAI Realtime server (GA WebSocket protocol,
 //!   protocols.md §2) with an energy VAD, scripted replies and failure modes.
+//! - [`fakes::gemini`]: a fake Gemini Live server (protocols.md §3): setup checks, an
+//!   energy VAD, interruptions, `goAway` and session resumption, failure modes.
+//! - [`fakes::elevenlabs`]: a fake ElevenLabs Agents server (§4): initiation, metadata,
+//!   paced audio with event ids, interruption, pings, client tools, failure modes.
+//! - [`fakes::deepgram`]: a fake Deepgram Voice Agent (§5): Welcome, Settings checked and
+//!   applied, binary audio both ways, barge-in, KeepAlive idle close, failure modes.
 //! - [`fakes::twilio`]: a fake Twilio: signed voice/status webhooks, TwiML parsing, and a
 //!   Media Streams client that plays a caller at real-time pace and simulates Twilio's
 //!   playback buffer (marks, `clear`), protocols.md §1.
