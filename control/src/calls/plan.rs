@@ -232,13 +232,19 @@ async fn load_offers(
         // A workspace that brings its own key but whose key cannot be read is not quietly
         // moved onto the platform's key: the provider has no usable key.
         let byo_broken = mine.is_some_and(|w| w.1 == 0) && workspace_key.is_none();
-        let session_price = prices
-            .iter()
-            .find(|(p, m, _)| p == &name && m == &model)
-            .map(|p| p.2);
-        let price = session_price
-            .filter(|p| *p > 0)
+        // Per call minute: the model's catalogue price, else the platform's configured
+        // estimate, else the provider's cheapest catalogue price (an ElevenLabs "model"
+        // is an agent id the catalogue does not list). Zero means unknown, not free.
+        let per_minute = |model: Option<&str>| {
+            prices
+                .iter()
+                .filter(|(p, m, price)| p == &name && model.is_none_or(|x| x == m) && *price > 0)
+                .map(|p| p.2)
+                .min()
+        };
+        let price = per_minute(Some(&model))
             .or((cost > 0).then_some(cost))
+            .or_else(|| per_minute(None))
             .and_then(|p| u64::try_from(p).ok());
         let candidate = ProviderCandidate {
             kind,
