@@ -1,0 +1,335 @@
+//! What a run found, joined from both ends, in the shape of the JSON report; and the
+//! table printed at the end.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::caller::{CallOutcome, CallerLog};
+use super::provider::ProviderLog;
+use super::stats::{Percentiles, merge, new_histogram};
+
+/// Agent frames the provider sent this close before a `speech_started` may be dropped
+/// by the gateway's barge-in on purpose (it clears what it has not yet forwarded), and
+/// frames sent this close before the caller hung up may still be in flight. They are not
+/// counted as lost; anything older that never arrived is.
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_millis(250);
+
+/// The whole report: one entry per scenario and concurrency level.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tool: String,
+    pub command: String,
+    pub started_unix_s: u64,
+    pub cores: usize,
+    pub levels: Vec<LevelReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelReport {
+    pub scenario: String,
+    pub calls: usize,
+    pub ramp_per_sec: f64,
+    pub duration_secs: u64,
+    pub provider_delay_ms: u64,
+    pub calls_completed: u64,
+    pub calls_failed: u64,
+    /// Up to ten failure reasons, for reading.
+    pub failures: Vec<String>,
+    /// Webhook sent → first agent audio at the caller.
+    pub setup: Percentiles,
+    /// `setup` minus the fake provider's own handshake and response delay.
+    pub setup_gateway: Percentiles,
+    /// Caller frame sent → the same bytes at the provider, after the provider was up.
+    pub caller_to_provider: Percentiles,
+    /// The same for frames sent while the gateway was still connecting the provider.
+    pub caller_to_provider_during_setup: Percentiles,
+    /// Provider delta sent → the same bytes at the caller.
+    pub provider_to_caller: Percentiles,
+    /// Variation of the provider → caller transit between consecutive frames.
+    pub provider_to_caller_jitter: Percentiles,
+    /// Provider `speech_started` sent → Twilio `clear` received.
+    pub barge_in: Percentiles,
+    pub speech_starts_without_clear: u64,
+    pub frames: FrameCounts,
+    pub gateway: Option<GatewayUsage>,
+    /// Set when the gateway process exited during the run.
+    pub gateway_crash: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FrameCounts {
+    pub caller_sent: u64,
+    pub caller_received: u64,
+    pub caller_lost: u64,
+    /// Frames the provider could not read a stamp from (altered or misaligned bytes).
+    pub caller_unstamped: u64,
+    pub provider_sent: u64,
+    /// Sent inside the in-flight grace of a barge-in or the hang-up: not judged.
+    pub provider_exempt: u64,
+    pub provider_received: u64,
+    pub provider_lost: u64,
+    pub provider_unstamped: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// Caller frames that reached another call's provider session.
+    pub cross_wired: u64,
+    pub responses_cancelled: u64,
+}
+
+impl FrameCounts {
+    pub fn lost(&self) -> u64 {
+        self.caller_lost + self.provider_lost
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayUsage {
+    pub pid: u32,
+    pub cpu_seconds: f64,
+    pub call_seconds: f64,
+    pub cpu_us_per_call_second: f64,
+    pub rss_idle_kb: u64,
+    pub rss_peak_kb: u64,
+    /// (RSS under full load − idle RSS) / concurrent calls.
+    pub rss_kb_per_call: f64,
+    pub samples: Vec<UsageSample>,
+}
+
+/// One /proc reading during the run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct UsageSample {
+    pub t_s: f64,
+    pub active_calls: u64,
+    pub rss_kb: u64,
+    /// Gateway CPU since the previous sample, in % of one core.
+    pub cpu_percent: f64,
+}
+
+/// Joins the callers' and the provider sessions' logs into the level's figures.
+pub fn join(callers: &[CallerLog], providers: &[ProviderLog]) -> (JoinedFigures, FrameCounts) {
+    let mut by_call: HashMap<u16, Vec<&ProviderLog>> = HashMap::new();
+    for p in providers {
+        if let Some(call) = p.call {
+            by_call.entry(call).or_default().push(p);
+        }
+    }
+    let callers_by_index: HashMap<u16, &CallerLog> = callers.iter().map(|c| (c.index, c)).collect();
+    let mut f = JoinedFigures::default();
+    let mut counts = FrameCounts::default();
+    let (mut setup, mut setup_gateway, mut c2p, mut c2p_setup, mut p2c, mut jitter, mut barge) = (
+        new_histogram(),
+        new_histogram(),
+        new_histogram(),
+        new_histogram(),
+        new_histogram(),
+        new_histogram(),
+        new_histogram(),
+    );
+    for caller in callers {
+        merge(&mut p2c, &caller.agent_latency_us);
+        merge(&mut jitter, &caller.jitter_us);
+        counts.provider_unstamped += caller.unstamped;
+        counts.caller_sent += u64::from(caller.frames_sent);
+        let mut sessions = by_call.get(&caller.index).cloned().unwrap_or_default();
+        sessions.sort_by_key(|p| p.accepted_at);
+        for seq in 0..caller.frames_sent {
+            if sessions.iter().any(|p| p.caller_frames.contains(seq)) {
+                counts.caller_received += 1;
+            } else {
+                counts.caller_lost += 1;
+            }
+        }
+        if let Some(total) = caller.setup() {
+            setup.saturating_record(total.as_micros() as u64);
+            if let Some(own) = sessions.first().and_then(|p| p.own_setup()) {
+                setup_gateway.saturating_record(total.saturating_sub(own).as_micros() as u64);
+            }
+        }
+        for seen in caller.received.values() {
+            counts.duplicates += seen.duplicates;
+            counts.reordered += seen.reordered;
+        }
+    }
+    for p in providers {
+        merge(&mut c2p, &p.caller_latency_us);
+        merge(&mut c2p_setup, &p.setup_latency_us);
+        counts.caller_unstamped += p.caller_frames_unstamped;
+        counts.cross_wired += p.foreign_frames;
+        counts.duplicates += p.caller_frames.duplicates;
+        counts.reordered += p.caller_frames.reordered;
+        counts.responses_cancelled += p.cancelled.len() as u64;
+        counts.provider_sent += p.agent_frames.len() as u64;
+        let caller = p.call.and_then(|c| callers_by_index.get(&c));
+        let hung_up = caller.and_then(|c| c.ended_at);
+        let received = caller.and_then(|c| c.received.get(&p.session));
+        for (seq, frame) in p.agent_frames.iter().enumerate() {
+            let near_barge_in = p
+                .speech_started
+                .iter()
+                .any(|ss| frame.at <= *ss && *ss - frame.at <= IN_FLIGHT_GRACE);
+            let near_hang_up = hung_up.is_none_or(|end| frame.at + IN_FLIGHT_GRACE >= end);
+            if near_barge_in || near_hang_up {
+                counts.provider_exempt += 1;
+            } else if received.is_some_and(|r| r.contains(seq as u32)) {
+                counts.provider_received += 1;
+            } else {
+                counts.provider_lost += 1;
+            }
+        }
+        if let Some(caller) = caller {
+            for ss in &p.speech_started {
+                match caller
+                    .clears
+                    .iter()
+                    .find(|c| **c >= *ss && **c - *ss < Duration::from_secs(2))
+                {
+                    Some(clear) => barge.saturating_record((*clear - *ss).as_micros() as u64),
+                    None => f.speech_starts_without_clear += 1,
+                }
+            }
+        }
+    }
+    f.setup = Percentiles::of(&setup);
+    f.setup_gateway = Percentiles::of(&setup_gateway);
+    f.caller_to_provider = Percentiles::of(&c2p);
+    f.caller_to_provider_during_setup = Percentiles::of(&c2p_setup);
+    f.provider_to_caller = Percentiles::of(&p2c);
+    f.jitter = Percentiles::of(&jitter);
+    f.barge_in = Percentiles::of(&barge);
+    (f, counts)
+}
+
+/// The latency part of [`join`]'s answer.
+#[derive(Debug, Clone, Default)]
+pub struct JoinedFigures {
+    pub setup: Percentiles,
+    pub setup_gateway: Percentiles,
+    pub caller_to_provider: Percentiles,
+    pub caller_to_provider_during_setup: Percentiles,
+    pub provider_to_caller: Percentiles,
+    pub jitter: Percentiles,
+    pub barge_in: Percentiles,
+    pub speech_starts_without_clear: u64,
+}
+
+/// Outcome counts and the first failure reasons.
+pub fn outcomes(callers: &[CallerLog]) -> (u64, u64, Vec<String>) {
+    let mut failures = Vec::new();
+    let mut completed = 0;
+    for c in callers {
+        match &c.outcome {
+            CallOutcome::HungUp => completed += 1,
+            CallOutcome::GatewayClosed => {
+                if failures.len() < 10 {
+                    failures.push(format!(
+                        "call {}: the gateway closed the call early",
+                        c.index
+                    ));
+                }
+            }
+            CallOutcome::Failed(why) => {
+                if failures.len() < 10 {
+                    failures.push(format!("call {}: {why}", c.index));
+                }
+            }
+        }
+    }
+    (completed, callers.len() as u64 - completed, failures)
+}
+
+/// Σ of each call's time between `start` and hang-up, in seconds.
+pub fn call_seconds(callers: &[CallerLog]) -> f64 {
+    callers
+        .iter()
+        .filter_map(|c| Some(c.ended_at?.saturating_duration_since(c.started_at?)))
+        .map(|d| d.as_secs_f64())
+        .sum()
+}
+
+/// `t` as seconds since `origin`, for the samples.
+pub fn secs_since(origin: Instant, t: Instant) -> f64 {
+    t.saturating_duration_since(origin).as_secs_f64()
+}
+
+/// The end-of-run table.
+pub fn table(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for l in &report.levels {
+        let _ = writeln!(
+            out,
+            "\n{} — {} calls (ramp {}/s, {} s each, provider delay {} ms): {} completed, {} failed{}",
+            l.scenario,
+            l.calls,
+            l.ramp_per_sec,
+            l.duration_secs,
+            l.provider_delay_ms,
+            l.calls_completed,
+            l.calls_failed,
+            l.gateway_crash
+                .as_deref()
+                .map(|c| format!(", GATEWAY EXITED: {c}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "  {:<34} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "ms", "count", "p50", "p90", "p99", "p99.9", "max"
+        );
+        let rows = [
+            ("setup (webhook → first audio)", &l.setup),
+            ("  of which the gateway's", &l.setup_gateway),
+            ("caller → provider", &l.caller_to_provider),
+            (
+                "  frames sent during setup",
+                &l.caller_to_provider_during_setup,
+            ),
+            ("provider → caller", &l.provider_to_caller),
+            ("  jitter", &l.provider_to_caller_jitter),
+            ("barge-in (speech_started → clear)", &l.barge_in),
+        ];
+        for (name, p) in rows {
+            let _ = writeln!(
+                out,
+                "  {name:<34} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                p.count, p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
+            );
+        }
+        let fc = &l.frames;
+        let _ = writeln!(
+            out,
+            "  frames caller→provider: {} sent, {} received, {} lost, {} unstamped; provider→caller: {} sent, {} judged received, {} lost, {} exempt (barge-in/hang-up), {} unstamped; {} duplicates, {} reordered, {} cross-wired",
+            fc.caller_sent,
+            fc.caller_received,
+            fc.caller_lost,
+            fc.caller_unstamped,
+            fc.provider_sent,
+            fc.provider_received,
+            fc.provider_lost,
+            fc.provider_exempt,
+            fc.provider_unstamped,
+            fc.duplicates,
+            fc.reordered,
+            fc.cross_wired
+        );
+        if let Some(g) = &l.gateway {
+            let _ = writeln!(
+                out,
+                "  gateway pid {}: {:.2} CPU-s over {:.0} call-s = {:.0} CPU-µs per call-second; RSS idle {} KB, peak {} KB, {:.0} KB per call",
+                g.pid,
+                g.cpu_seconds,
+                g.call_seconds,
+                g.cpu_us_per_call_second,
+                g.rss_idle_kb,
+                g.rss_peak_kb,
+                g.rss_kb_per_call
+            );
+        }
+        for f in &l.failures {
+            let _ = writeln!(out, "  failure: {f}");
+        }
+    }
+    out
+}

@@ -1,0 +1,333 @@
+//! Running one scenario at one concurrency level: start the fake provider and the
+//! gateway, provision an agent, ramp the callers up, sample the gateway from /proc, wait
+//! for every call to end, and join what both ends saw.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::caller::{Progress, run_call};
+use super::gateway::{self, GatewayProcess, ProcSample};
+use super::marker::StampClock;
+use super::provider::{ProbeProvider, ProviderLog};
+use super::report::{self, GatewayUsage, LevelReport, UsageSample};
+use crate::audio;
+use crate::fakes::openai::OpenAiBehaviour;
+
+/// Where the gateway comes from.
+#[derive(Debug, Clone)]
+pub enum GatewaySource {
+    /// Start this `vocalized` binary, one fresh process per level.
+    Spawn(PathBuf),
+    /// A gateway someone else started at `url` with the bench's Twilio account, the
+    /// provider at `provider_url` and (optionally) its pid for /proc sampling.
+    Target { url: String, pid: Option<u32> },
+}
+
+/// One level of one scenario.
+#[derive(Debug, Clone)]
+pub struct LevelConfig {
+    pub calls: usize,
+    pub ramp_per_sec: f64,
+    pub duration_secs: u64,
+    pub provider_delay_ms: u64,
+    /// Port of the fake provider (0: any); a `Target` gateway must be pointed at it.
+    pub provider_port: u16,
+    pub gateway: GatewaySource,
+    /// Draw the progress line on stderr.
+    pub show_progress: bool,
+}
+
+/// Why a level could not run at all (a crash during the run is a result, not this).
+#[derive(Debug)]
+pub struct RunError(pub String);
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Length of every agent reply: long enough that the caller's next line lands on it.
+pub const AGENT_REPLY_MS: u32 = 3_000;
+
+/// What each caller says, looped to `duration_secs`: a pause while the greeting starts,
+/// then lines that each begin ~1.2 s into the agent's reply to the previous one, so every
+/// turn after the first is also a barge-in.
+pub fn caller_script(duration_secs: u64) -> Vec<u8> {
+    let total = duration_secs as usize * 1000 * audio::BYTES_PER_MS;
+    let mut script = audio::silence(1_200);
+    let mut line = audio::caller_hello();
+    line.extend(audio::silence(700));
+    while script.len() < total {
+        script.extend_from_slice(&line);
+    }
+    script.truncate(total);
+    script
+}
+
+/// The fake provider's behaviour: replies of [`AGENT_REPLY_MS`] paced in real time in
+/// 100 ms deltas (so pacing jitter at the caller is the gateway's), after `delay_ms`.
+pub fn provider_behaviour(delay_ms: u64) -> OpenAiBehaviour {
+    OpenAiBehaviour {
+        response_delay_ms: delay_ms,
+        delta_bytes: 800,
+        delta_interval_ms: 100,
+        ..OpenAiBehaviour::default()
+    }
+    .with_agent_audio_ms(AGENT_REPLY_MS)
+}
+
+/// Runs the pass-through scenario (Twilio + OpenAI, µ-law straight through) at one level.
+pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> {
+    let epoch = Instant::now();
+    let clock = StampClock::new(epoch);
+    let provider = ProbeProvider::start(
+        provider_behaviour(config.provider_delay_ms),
+        clock,
+        config.provider_port,
+    )
+    .await
+    .map_err(|e| RunError(format!("fake provider: {e}")))?;
+    let (mut process, base, pid) = match &config.gateway {
+        GatewaySource::Spawn(bin) => {
+            let bin = bin.clone();
+            let url = provider.url();
+            let process =
+                tokio::task::spawn_blocking(move || GatewayProcess::start(&bin, &url, &[]))
+                    .await
+                    .map_err(|e| RunError(e.to_string()))?
+                    .map_err(|e| RunError(e.0))?;
+            let base = format!("http://{}", process.addr);
+            let pid = process.pid();
+            (Some(process), base, Some(pid))
+        }
+        GatewaySource::Target { url, pid } => (None, url.trim_end_matches('/').to_owned(), *pid),
+    };
+    let agent_config = json!({
+        "instructions": "You are the bench's agent.",
+        "call": {"callGreeting": "Thanks for calling the bench.",
+                 "maxCallDuration": (config.duration_secs + 60).clamp(60, 3600)}
+    });
+    gateway::provision(&base, "openai", agent_config)
+        .await
+        .map_err(|e| RunError(format!("provisioning: {e}")))?;
+
+    let script: Arc<[u8]> = caller_script(config.duration_secs).into();
+    let progress = Arc::new(Progress::default());
+    let ticks = gateway::clock_ticks_per_sec();
+    // Let the gateway settle after provisioning before taking its idle size.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = pid.and_then(|p| gateway::read_proc(p, ticks));
+
+    let sampler = pid.map(|pid| {
+        let progress = progress.clone();
+        tokio::spawn(sample_gateway(pid, ticks, progress, epoch))
+    });
+    let drawer = config.show_progress.then(|| {
+        let progress = progress.clone();
+        let calls = config.calls;
+        tokio::spawn(draw_progress(progress, calls, epoch))
+    });
+
+    let run_started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let spacing = Duration::from_secs_f64(1.0 / config.ramp_per_sec.max(0.001));
+    for i in 0..config.calls {
+        let at = tokio::time::Instant::from_std(run_started + spacing.mul_f64(i as f64));
+        tokio::time::sleep_until(at).await;
+        tasks.spawn(run_call(
+            i as u16,
+            base.clone(),
+            script.clone(),
+            clock,
+            progress.clone(),
+        ));
+    }
+    let mut callers = Vec::with_capacity(config.calls);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(log) = done {
+            callers.push(log);
+        }
+    }
+    // The provider sessions close just after the calls; give them a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let end = pid.and_then(|p| gateway::read_proc(p, ticks));
+    if let Some(drawer) = drawer {
+        drawer.abort();
+        eprintln!();
+    }
+    if let Some(task) = sampler {
+        task.abort();
+    }
+    let gateway_crash = process.as_mut().and_then(|p| {
+        p.exited()
+            .map(|status| format!("{status}; stderr: {}", p.stderr_tail()))
+    });
+
+    let provider_logs: Vec<ProviderLog> = provider
+        .logs()
+        .into_iter()
+        .map(|l| {
+            std::mem::replace(
+                &mut *l.lock().unwrap_or_else(|p| p.into_inner()),
+                ProviderLog::new(u16::MAX, epoch),
+            )
+        })
+        .collect();
+    let (figures, frames) = report::join(&callers, &provider_logs);
+    let (calls_completed, calls_failed, failures) = report::outcomes(&callers);
+    let usage = match (pid, idle, end) {
+        (Some(pid), Some(idle), Some(end)) => Some(usage(
+            pid,
+            idle,
+            end,
+            &callers,
+            &progress_samples(&progress),
+        )),
+        _ => None,
+    };
+    Ok(LevelReport {
+        scenario: "passthrough".into(),
+        calls: config.calls,
+        ramp_per_sec: config.ramp_per_sec,
+        duration_secs: config.duration_secs,
+        provider_delay_ms: config.provider_delay_ms,
+        calls_completed,
+        calls_failed,
+        failures,
+        setup: figures.setup,
+        setup_gateway: figures.setup_gateway,
+        caller_to_provider: figures.caller_to_provider,
+        caller_to_provider_during_setup: figures.caller_to_provider_during_setup,
+        provider_to_caller: figures.provider_to_caller,
+        provider_to_caller_jitter: figures.jitter,
+        barge_in: figures.barge_in,
+        speech_starts_without_clear: figures.speech_starts_without_clear,
+        frames,
+        gateway: usage,
+        gateway_crash,
+    })
+}
+
+fn progress_samples(progress: &Progress) -> Vec<UsageSample> {
+    progress
+        .samples
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+fn usage(
+    pid: u32,
+    idle: ProcSample,
+    end: ProcSample,
+    callers: &[super::caller::CallerLog],
+    samples: &[UsageSample],
+) -> GatewayUsage {
+    let call_seconds = report::call_seconds(callers);
+    let cpu_us = end.cpu_us.saturating_sub(idle.cpu_us);
+    let max_active = samples.iter().map(|s| s.active_calls).max().unwrap_or(0);
+    // Under full load: the samples with at least 90% of the peak concurrency.
+    let loaded: Vec<&UsageSample> = samples
+        .iter()
+        .filter(|s| max_active > 0 && s.active_calls * 10 >= max_active * 9)
+        .collect();
+    let rss_kb_per_call = if loaded.is_empty() {
+        0.0
+    } else {
+        let n = loaded.len() as f64;
+        let rss = loaded.iter().map(|s| s.rss_kb as f64).sum::<f64>() / n;
+        let active = loaded.iter().map(|s| s.active_calls as f64).sum::<f64>() / n;
+        (rss - idle.rss_kb as f64).max(0.0) / active
+    };
+    GatewayUsage {
+        pid,
+        cpu_seconds: cpu_us as f64 / 1e6,
+        call_seconds,
+        cpu_us_per_call_second: if call_seconds > 0.0 {
+            cpu_us as f64 / call_seconds
+        } else {
+            0.0
+        },
+        rss_idle_kb: idle.rss_kb,
+        rss_peak_kb: samples
+            .iter()
+            .map(|s| s.rss_kb)
+            .max()
+            .unwrap_or(end.rss_kb)
+            .max(end.rss_kb),
+        rss_kb_per_call,
+        samples: samples.to_vec(),
+    }
+}
+
+/// Reads the gateway's CPU and RSS every 250 ms into `progress.samples`.
+async fn sample_gateway(pid: u32, ticks: u64, progress: Arc<Progress>, epoch: Instant) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    let mut last: Option<(Instant, ProcSample)> = None;
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        let Some(sample) = gateway::read_proc(pid, ticks) else {
+            continue;
+        };
+        let cpu_percent = last.map_or(0.0, |(at, prev)| {
+            let wall = now.saturating_duration_since(at).as_micros().max(1) as f64;
+            sample.cpu_us.saturating_sub(prev.cpu_us) as f64 * 100.0 / wall
+        });
+        last = Some((now, sample));
+        let point = UsageSample {
+            t_s: report::secs_since(epoch, now),
+            active_calls: progress.active.load(Ordering::Relaxed),
+            rss_kb: sample.rss_kb,
+            cpu_percent,
+        };
+        progress
+            .samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(point);
+    }
+}
+
+/// `[#####-----] 120/500 placed, 87 active, 30 done, 0 failed, 12 s` on stderr.
+async fn draw_progress(progress: Arc<Progress>, calls: usize, epoch: Instant) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        ticker.tick().await;
+        let placed = progress.placed.load(Ordering::Relaxed);
+        let active = progress.active.load(Ordering::Relaxed);
+        let done = progress.finished.load(Ordering::Relaxed);
+        let failed = progress.failed.load(Ordering::Relaxed);
+        let width = 30usize;
+        let filled = ((done + failed) as usize * width)
+            .checked_div(calls)
+            .unwrap_or(0)
+            .min(width);
+        let placed_w = (placed as usize * width)
+            .checked_div(calls)
+            .unwrap_or(0)
+            .min(width)
+            .max(filled);
+        let bar = format!(
+            "{}{}{}",
+            "#".repeat(filled),
+            "=".repeat(placed_w - filled),
+            "-".repeat(width - placed_w)
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2K[{bar}] {placed}/{calls} placed, {active} active, {done} done, {failed} failed, {} s",
+            epoch.elapsed().as_secs()
+        );
+        let _ = err.flush();
+    }
+}

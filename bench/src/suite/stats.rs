@@ -1,0 +1,129 @@
+//! Counting helpers: latency histograms (HdrHistogram, µs) and sets of frame numbers.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// A µs histogram from 1 µs to 10 minutes at 3 significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts; this cannot fail.
+    Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| {
+        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
+    })
+}
+
+/// Percentiles of one histogram, in ms for reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            mean_ms: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// Adds `from` into `into`; values outside the bounds are clamped, never lost.
+pub fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+    if into.add(from).is_err() {
+        for v in from.iter_recorded() {
+            into.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        }
+    }
+}
+
+/// Which frame numbers arrived, with duplicates counted.
+#[derive(Debug, Clone, Default)]
+pub struct SeqSet {
+    words: Vec<u64>,
+    len: u64,
+    pub duplicates: u64,
+    /// Arrivals whose number was lower than one already seen.
+    pub reordered: u64,
+    highest: Option<u32>,
+}
+
+impl SeqSet {
+    pub fn insert(&mut self, seq: u32) {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if self.words.len() <= word {
+            self.words.resize(word + 1, 0);
+        }
+        if self.words[word] & (1 << bit) != 0 {
+            self.duplicates += 1;
+            return;
+        }
+        self.words[word] |= 1 << bit;
+        self.len += 1;
+        if self.highest.is_some_and(|h| seq < h) {
+            self.reordered += 1;
+        }
+        self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
+    }
+
+    pub fn contains(&self, seq: u32) -> bool {
+        self.words
+            .get((seq / 64) as usize)
+            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
+    }
+
+    /// Distinct numbers seen.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_set_counts_distinct_duplicate_and_reordered() {
+        let mut set = SeqSet::default();
+        for seq in [0, 1, 2, 200, 5, 5, 1] {
+            set.insert(seq);
+        }
+        assert_eq!(set.len(), 5);
+        assert_eq!(set.duplicates, 2);
+        assert_eq!(set.reordered, 1, "5 after 200");
+        assert!(set.contains(200) && !set.contains(3) && !set.contains(100_000));
+    }
+
+    #[test]
+    fn percentiles_are_in_ms_and_merge_adds_counts() {
+        let mut a = new_histogram();
+        for us in 1..=1000 {
+            a.record(us * 10).unwrap();
+        }
+        let mut b = new_histogram();
+        b.record(50_000).unwrap();
+        merge(&mut a, &b);
+        let p = Percentiles::of(&a);
+        assert_eq!(p.count, 1001);
+        assert!((p.p50_ms - 5.0).abs() < 0.05, "{p:?}");
+        assert!((p.max_ms - 50.0).abs() < 0.1, "{p:?}");
+        assert_eq!(Percentiles::of(&new_histogram()), Percentiles::default());
+    }
+}
