@@ -8,7 +8,9 @@
 //! `failover {from, to}` is it failing (at setup when it had not connected in this call,
 //! mid-call when it had) and the chain moving on to the next `to`, and an `ended` with a
 //! provider error is the last provider failing with nothing left to take over.
-//! A `session_rollover` (same provider, new session) is not a failure.
+//! A `session_rollover` (same provider, new session) is not a failure. Connect time is
+//! measured on the call's own clock (event `at_ms`): from the answer, or from the
+//! failover, to `provider_connected`.
 //!
 //! Everything here is a few map operations under a std `Mutex`, never held across an
 //! await, so the media plane's `emit` can feed it directly without waiting on anything.
@@ -47,8 +49,11 @@ struct Tracked {
     /// Index of the provider in use (or being connected); `chain.len()` when exhausted.
     at: usize,
     connected: bool,
-    /// When the provider in use started connecting (the plan, or the last failover).
-    dialled_at_ms: i64,
+    /// When the provider in use started connecting, on the call's own clock (event
+    /// `at_ms`, ms since answer): the answer (both call sources dial after it), or the
+    /// last failover. The media plane emits events in batches, so arrival times would not
+    /// measure a connect.
+    dialled_at_ms: u64,
     planned_at_ms: i64,
     /// The highest event seq seen: replays and stragglers change nothing.
     last_seq: u64,
@@ -149,7 +154,7 @@ impl HealthMonitor {
                 chain,
                 at: 0,
                 connected: false,
-                dialled_at_ms: now_ms,
+                dialled_at_ms: 0,
                 planned_at_ms: now_ms,
                 last_seq: 0,
             },
@@ -189,9 +194,7 @@ impl HealthMonitor {
                     t.seek(provider, t.at);
                 }
                 if let Some(link) = t.current() {
-                    let connect_ms = now_ms
-                        .saturating_sub(t.dialled_at_ms)
-                        .clamp(0, i64::from(u32::MAX));
+                    let connect_ms = event.at_ms.saturating_sub(t.dialled_at_ms);
                     outcomes.push((
                         link.key.clone(),
                         Outcome::ConnectOk {
@@ -204,14 +207,14 @@ impl HealthMonitor {
             CallEventKind::Failover { from, to, reason } => {
                 if reason == SESSION_ROLLOVER && from == to {
                     // A fresh session of the same provider: not a failure, still connected.
-                    t.dialled_at_ms = now_ms;
+                    t.dialled_at_ms = event.at_ms;
                 } else {
                     if let Some(link) = t.current().filter(|l| l.kind == from) {
                         outcomes.push((link.key.clone(), t.failure()));
                     }
                     t.advance_to(to);
                     t.connected = false;
-                    t.dialled_at_ms = now_ms;
+                    t.dialled_at_ms = event.at_ms;
                 }
             }
             CallEventKind::ProviderAudioStarted { ttfa_ms } => {
@@ -345,11 +348,12 @@ mod tests {
     }
 
     fn event(seq: u64, kind: CallEventKind) -> CallEvent {
-        CallEvent {
-            seq,
-            at_ms: seq * 100,
-            kind,
-        }
+        at(seq, seq * 100, kind)
+    }
+
+    /// An event `at_ms` after the call's answer.
+    fn at(seq: u64, at_ms: u64, kind: CallEventKind) -> CallEvent {
+        CallEvent { seq, at_ms, kind }
     }
 
     fn failover(from: &str, to: &str, reason: &str) -> CallEventKind {
@@ -386,10 +390,15 @@ mod tests {
         assert_eq!(route.chain.len(), 2);
         m.observe(
             "c1",
-            &event(1, failover("openai", "gemini", "provider_connect_failed")),
+            &at(
+                1,
+                3_000,
+                failover("openai", "gemini", "provider_connect_failed"),
+            ),
             1_200,
         );
-        m.observe("c1", &event(2, connected("gemini")), 1_450);
+        // Events arrive in batches: the media clock, not arrival, measures the connect.
+        m.observe("c1", &at(2, 3_250, connected("gemini")), 1_200);
         m.observe(
             "c1",
             &event(3, CallEventKind::ProviderAudioStarted { ttfa_ms: 700 }),
@@ -408,6 +417,16 @@ mod tests {
             "from the failover to the connect"
         );
         assert_eq!(gemini.ttfa_ms, Some(700));
+    }
+
+    #[test]
+    fn the_first_provider_counts_connect_time_from_the_answer() {
+        let m = HealthMonitor::default();
+        // Planned long before the browser answered; both events arrive together.
+        m.route("c1", &Strategy::Auto, CallSource::Web, &two(), 0);
+        m.observe("c1", &at(1, 0, CallEventKind::Answered), 9_000);
+        m.observe("c1", &at(2, 300, connected("openai")), 9_000);
+        assert_eq!(m.rows(9_000)[0].connect_ms, Some(300));
     }
 
     #[test]
