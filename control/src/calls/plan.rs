@@ -3,6 +3,31 @@
 //! The voice webhook mints a token (256 random bits, stored hashed, single use, 60 s) and
 //! puts it in the TwiML; Twilio hands it back in the stream's `start` message; the media
 //! plane redeems it here for everything the call needs, decrypted keys included.
+//!
+//! # The provider chain
+//!
+//! `CallPlan.providers` is the failover chain the media plane tries in order. It is
+//! decided by the routing policy (`crate::routing`) from:
+//! - the candidates: every `platform_provider_configs` row joined with the workspace's
+//!   `workspace_provider_configs` row for it (its priority and enabled flag win, and its
+//!   own sealed key when `uses_platform_key = 0`: a BYO key always wins over the
+//!   platform's); OpenAI from the environment (`ControlConfig.openai`) when the platform
+//!   has no row for it; the built-in echo when the agent asks for it;
+//! - the workspace's strategy (`workspace_provider_strategies`; none, or one that no
+//!   longer parses, is `auto`) combined with the agent's provider (see
+//!   [`effective_strategy`]: under `auto` the agent's provider goes first);
+//! - provider health (`AppState.health`): open circuits are skipped at once.
+//!
+//! Each target gets the platform's `base_url` (or the kind's default), the key of the
+//! source routing chose, and a model: the agent's `voice_config.model` for its own
+//! provider, else `model` (`agent_id` for ElevenLabs) in the workspace's or the
+//! platform's provider config, else the catalogue default.
+//!
+//! What routing left out is recorded as a `warning` call event with seq 0 (before all of
+//! the media plane's events, which start at 1): code `providers_skipped`, or
+//! `routing_last_resort` when every usable provider was unhealthy and is tried anyway;
+//! the message lists the chain and each skipped provider with its reason. An empty chain
+//! refuses the call with `provider_unavailable`, as before.
 
 use super::ingest;
 use crate::config::ControlConfig;
@@ -304,7 +329,7 @@ async fn load_strategy(state: &AppState, workspace_id: &str) -> Result<Strategy,
 /// - `cost_optimized`, `quality_first`, `specific`, `custom`: the workspace chose how its
 ///   calls route, so its strategy decides the whole chain; the agent's provider is one
 ///   candidate among the others (its model is used whenever it is in the chain).
-fn effective_strategy(workspace: Strategy, agent_provider: Option<&str>) -> Strategy {
+pub fn effective_strategy(workspace: Strategy, agent_provider: Option<&str>) -> Strategy {
     match (workspace, agent_provider) {
         (Strategy::Auto, Some(agent)) => Strategy::Custom {
             order: vec![agent.to_owned()],
@@ -358,7 +383,7 @@ fn routing_warning(strategy: &Strategy, route: &Route) -> Option<CallEvent> {
     })
 }
 
-/// Warning codes of the routing event (see [`routing_warning`]).
+/// Warning codes of the routing event (see the module docs).
 pub const ROUTING_SKIPPED: &str = "providers_skipped";
 pub const ROUTING_LAST_RESORT: &str = "routing_last_resort";
 
@@ -629,4 +654,53 @@ async fn build(
         tools,
         providers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_auto_the_agents_provider_leads_and_other_strategies_are_kept() {
+        assert_eq!(
+            effective_strategy(Strategy::Auto, Some("gemini")),
+            Strategy::Custom {
+                order: vec!["gemini".into()],
+                twilio: None,
+                web: None,
+                fallback_enabled: true,
+            }
+        );
+        assert_eq!(effective_strategy(Strategy::Auto, None), Strategy::Auto);
+        let specific = Strategy::Specific {
+            provider: "openai".into(),
+            fallback_enabled: false,
+        };
+        assert_eq!(
+            effective_strategy(specific.clone(), Some("gemini")),
+            specific
+        );
+        assert_eq!(
+            effective_strategy(Strategy::CostOptimized, Some("gemini")),
+            Strategy::CostOptimized
+        );
+        assert_eq!(config_name("google"), Some("gemini"));
+        assert_eq!(config_name("nope"), None);
+    }
+
+    #[test]
+    fn configured_models_come_from_model_or_the_elevenlabs_agent_id() {
+        let el = ProviderKind::Elevenlabs;
+        assert_eq!(
+            configured_model(Some(r#"{"agent_id": " ag_1 ", "model": "m"}"#), el).as_deref(),
+            Some("ag_1")
+        );
+        assert_eq!(
+            configured_model(Some(r#"{"model": "gpt-x"}"#), ProviderKind::Openai).as_deref(),
+            Some("gpt-x")
+        );
+        assert_eq!(configured_model(Some(r#"{"model": ""}"#), el), None);
+        assert_eq!(configured_model(Some("not json"), el), None);
+        assert_eq!(configured_model(None, el), None);
+    }
 }
