@@ -1,0 +1,131 @@
+//! The bench suite at CI scale: the pass-through scenario against the real `vocalized`
+//! binary, failing on a gateway crash, a failed call or any lost frame, and checking the
+//! report has the fields people read.
+//!
+//! The gateway binary belongs to the root package, so `CARGO_BIN_EXE_vocalized` is not
+//! available here. The test looks for `vocalized` in the same target directory as this
+//! test executable (`target/debug/deps/suite-*` → `target/debug/vocalized`) and, when it is
+//! missing, builds it with `cargo build -p vocalized --bin vocalized` into that target
+//! directory. It does not rebuild a stale one: run `cargo build --bin vocalized` first
+//! when the gateway changed.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use vocalized_bench::suite::html;
+use vocalized_bench::suite::report::{Report, table};
+use vocalized_bench::suite::run::{self, GatewaySource, LevelConfig};
+
+fn gateway_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join("vocalized");
+    if !bin.is_file() {
+        let target_dir = profile_dir.parent().expect("target dir");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "vocalized",
+                "--bin",
+                "vocalized",
+                "--target-dir",
+            ])
+            .arg(target_dir)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --bin vocalized failed");
+    }
+    assert!(bin.is_file(), "no gateway binary at {}", bin.display());
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_at_ci_scale_loses_no_frame_and_reports_every_figure() {
+    let config = LevelConfig {
+        calls: 12,
+        ramp_per_sec: 6.0,
+        duration_secs: 12,
+        provider_delay_ms: 20,
+        provider_port: 0,
+        gateway: GatewaySource::Spawn(gateway_bin()),
+        show_progress: false,
+    };
+    let level = run::passthrough(&config).await.expect("the level runs");
+    let report = Report {
+        tool: "test".into(),
+        command: "suite.rs".into(),
+        started_unix_s: 0,
+        cores: 2,
+        levels: vec![level],
+    };
+    let level = &report.levels[0];
+    println!("{}", table(&report));
+
+    assert_eq!(level.gateway_crash, None, "the gateway crashed");
+    assert_eq!(level.calls_failed, 0, "{:?}", level.failures);
+    assert_eq!(level.calls_completed, 12);
+    let f = &level.frames;
+    assert_eq!(f.lost(), 0, "lost frames: {f:?}");
+    assert_eq!(
+        f.caller_unstamped + f.provider_unstamped,
+        0,
+        "bytes altered in pass-through: {f:?}"
+    );
+    assert_eq!(f.cross_wired, 0, "audio reached another call: {f:?}");
+    // 12 calls × 12 s × 50 frames/s, every one sent and received.
+    assert_eq!(f.caller_sent, 12 * 12 * 50);
+    assert_eq!(f.caller_received, f.caller_sent);
+    assert!(
+        f.provider_received > 12 * 50,
+        "the callers heard the agent: {f:?}"
+    );
+    assert_eq!(level.setup.count, 12, "every call got agent audio");
+    assert!(level.setup_gateway.count == 12 && level.setup_gateway.p50_ms < level.setup.p50_ms);
+    assert!(
+        level.setup.p50_ms >= 20.0,
+        "the provider's 20 ms delay is inside the setup time"
+    );
+    assert!(
+        level.barge_in.count >= 12,
+        "every call barged in at least once: {}",
+        level.barge_in.count
+    );
+    let usage = level
+        .gateway
+        .as_ref()
+        .expect("/proc figures for a spawned gateway");
+    assert!(usage.cpu_seconds > 0.0 && usage.cpu_us_per_call_second > 0.0);
+    assert!(usage.rss_idle_kb > 0 && usage.rss_peak_kb >= usage.rss_idle_kb);
+    assert!(!usage.samples.is_empty());
+
+    let json: Value = serde_json::to_value(&report).expect("serialises");
+    let l = &json["levels"][0];
+    for pointer in [
+        "/scenario",
+        "/calls",
+        "/setup/p99_ms",
+        "/setup_gateway/p99_ms",
+        "/caller_to_provider/p99_ms",
+        "/provider_to_caller/p99_ms",
+        "/provider_to_caller_jitter/p99_ms",
+        "/barge_in/p99_ms",
+        "/frames/caller_lost",
+        "/frames/provider_lost",
+        "/gateway/cpu_us_per_call_second",
+        "/gateway/rss_kb_per_call",
+    ] {
+        assert!(
+            l.pointer(pointer).is_some_and(|v| !v.is_null()),
+            "{pointer} missing: {l}"
+        );
+    }
+    let page = html::render(&report);
+    assert!(page.contains("<svg") && page.contains("caller → provider"));
+}
