@@ -40,6 +40,8 @@ struct Link {
     key: ProviderKey,
     /// This call holds the provider's half-open probe slot.
     probe: bool,
+    /// An outcome was recorded for it in this call.
+    tried: bool,
 }
 
 /// Where one call is in its chain.
@@ -146,6 +148,7 @@ impl HealthMonitor {
                 kind: c.kind.as_str(),
                 key: c.provider_key(),
                 probe: c.probe,
+                tried: false,
             })
             .collect();
         inner.calls.insert(
@@ -185,7 +188,8 @@ impl HealthMonitor {
             return;
         }
         t.last_seq = event.seq;
-        let mut outcomes: Vec<(ProviderKey, Outcome)> = Vec::new();
+        // (index in the chain, outcome)
+        let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
         let mut ended = false;
         match &event.kind {
             CallEventKind::ProviderConnected { provider } => {
@@ -193,10 +197,10 @@ impl HealthMonitor {
                     // Not the provider we expected: the media plane skipped ahead.
                     t.seek(provider, t.at);
                 }
-                if let Some(link) = t.current() {
+                if t.current().is_some() {
                     let connect_ms = event.at_ms.saturating_sub(t.dialled_at_ms);
                     outcomes.push((
-                        link.key.clone(),
+                        t.at,
                         Outcome::ConnectOk {
                             connect_ms: u32::try_from(connect_ms).unwrap_or(u32::MAX),
                         },
@@ -209,46 +213,58 @@ impl HealthMonitor {
                     // A fresh session of the same provider: not a failure, still connected.
                     t.dialled_at_ms = event.at_ms;
                 } else {
-                    if let Some(link) = t.current().filter(|l| l.kind == from) {
-                        outcomes.push((link.key.clone(), t.failure()));
+                    if t.current().is_some_and(|l| l.kind == from) {
+                        outcomes.push((t.at, t.failure()));
                     }
                     t.advance_to(to);
                     t.connected = false;
                     t.dialled_at_ms = event.at_ms;
                 }
             }
-            CallEventKind::ProviderAudioStarted { ttfa_ms } => {
-                if let Some(link) = t.current().filter(|_| t.connected) {
-                    let ttfa_ms = u32::try_from(*ttfa_ms).unwrap_or(u32::MAX);
-                    outcomes.push((link.key.clone(), Outcome::FirstAudio { ttfa_ms }));
-                }
+            CallEventKind::ProviderAudioStarted { ttfa_ms }
+                if t.connected && t.current().is_some() =>
+            {
+                let ttfa_ms = u32::try_from(*ttfa_ms).unwrap_or(u32::MAX);
+                outcomes.push((t.at, Outcome::FirstAudio { ttfa_ms }));
             }
             CallEventKind::Ended(reason) => {
                 if let EndReason::ProviderError { .. } = reason
-                    && let Some(link) = t.current()
+                    && t.current().is_some()
                 {
                     // The provider in use failed and nothing took over.
-                    outcomes.push((link.key.clone(), t.failure()));
+                    outcomes.push((t.at, t.failure()));
                 }
                 ended = true;
             }
             _ => {}
         }
-        if ended && let Some(t) = inner.calls.remove(call_id) {
-            // Probe slots of providers the call never reached go back at once.
-            for link in t
-                .chain
-                .iter()
-                .skip(t.at.saturating_add(1))
-                .filter(|l| l.probe)
-            {
-                inner.book.release_probe(&link.key);
+        let mut recorded = Vec::with_capacity(outcomes.len());
+        for (i, outcome) in outcomes {
+            if let Some(link) = t.chain.get_mut(i) {
+                link.tried = true;
+                recorded.push((link.key.clone(), outcome));
             }
         }
-        for (key, outcome) in &outcomes {
+        // Probe slots of providers the call never tried go back at once.
+        let untried: Vec<ProviderKey> = if ended {
+            t.chain
+                .iter()
+                .filter(|l| l.probe && !l.tried)
+                .map(|l| l.key.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if ended {
+            inner.calls.remove(call_id);
+        }
+        for (key, outcome) in &recorded {
             inner.book.record(key, *outcome, now_ms);
         }
-        inner.dirty |= !outcomes.is_empty();
+        for key in &untried {
+            inner.book.release_probe(key);
+        }
+        inner.dirty |= !recorded.is_empty();
     }
 
     /// Records an outcome directly (a probe outside calls, an operator's test).
@@ -534,5 +550,36 @@ mod tests {
         );
         let second = m.route("c2", &Strategy::Auto, CallSource::Web, &cands, after + 3);
         assert!(second.chain.iter().any(|c| c.name == "gemini" && c.probe));
+    }
+
+    #[test]
+    fn a_probe_the_media_plane_skipped_over_is_given_back_too() {
+        let m = HealthMonitor::default();
+        let cands = [
+            keyed(ProviderKind::Openai, 0),
+            keyed(ProviderKind::Deepgram, 1),
+            keyed(ProviderKind::Gemini, 2),
+        ];
+        let deepgram = cands[1].key();
+        for i in 0..HealthBook::default().config().failure_threshold {
+            m.record(&deepgram, Outcome::ConnectFailed, i64::from(i));
+        }
+        let after = HealthBook::default().config().cool_down_ms + 10;
+        let first = m.route("c1", &Strategy::Auto, CallSource::Web, &cands, after);
+        assert!(first.chain[1].probe);
+        // A media plane that cannot speak Deepgram goes from openai straight to gemini.
+        m.observe(
+            "c1",
+            &event(1, failover("openai", "gemini", "provider_closed")),
+            after,
+        );
+        m.observe("c1", &event(2, connected("gemini")), after);
+        m.observe(
+            "c1",
+            &event(3, CallEventKind::Ended(EndReason::CallerHangup)),
+            after,
+        );
+        let second = m.route("c2", &Strategy::Auto, CallSource::Web, &cands, after + 1);
+        assert!(second.chain.iter().any(|c| c.name == "deepgram" && c.probe));
     }
 }

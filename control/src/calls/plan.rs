@@ -486,7 +486,11 @@ pub async fn redeem_twilio(
             .bind(&workspace_id)
             .execute(&db.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| {
+                // The call will not run: give back any probe slot its route took.
+                state.health.forget(&call_id);
+                unavailable(e)
+            })?;
         }
         Err(PlanError::Refused { code }) => {
             sqlx::query(
@@ -566,7 +570,10 @@ pub async fn start_web_call(
                 .bind(&call_id)
                 .execute(&state.db.pool)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| {
+                    state.health.forget(&call_id);
+                    unavailable(e)
+                })?;
         }
         Err(e) => {
             let code = match e {
