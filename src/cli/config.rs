@@ -441,6 +441,61 @@ fn create_key_file(path: &Path) -> Result<(MasterKey, KeySource), ConfigError> {
     }
 }
 
+/// The current master key for `keys rotate`, found the way `serve` finds it
+/// (`VOCALIZED_MASTER_KEY`, else `{data_dir}/master.key`) but never generated: rotating
+/// from a key nobody has would lose every secret.
+pub fn current_master_key(
+    given: Option<&str>,
+    data_dir: &Path,
+) -> Result<(MasterKey, KeySource), ConfigError> {
+    if let Some(text) = non_empty(given) {
+        return Ok((given_master_key(text)?, KeySource::Given));
+    }
+    let path = data_dir.join(MASTER_KEY_FILE);
+    match read_key_file(&path)? {
+        Some(key) => Ok((key, KeySource::File(path))),
+        None => Err(invalid(format!(
+            "no current master key: set VOCALIZED_MASTER_KEY or put it in {}",
+            path.display()
+        ))),
+    }
+}
+
+/// Parses the key given in `VOCALIZED_NEW_MASTER_KEY` or `--new-key`.
+pub fn new_master_key(text: &str) -> Result<MasterKey, ConfigError> {
+    MasterKey::parse(text).map_err(|e| invalid(format!("invalid VOCALIZED_NEW_MASTER_KEY: {e}")))
+}
+
+/// Writes `key` next to the key file at `path` as `master.key.new` (mode 0600, synced),
+/// to be moved over it with [`install_key_file`] once the database uses the new key. If
+/// that move fails, the new key is still on disk, never only in memory.
+pub fn stage_key_file(path: &Path, key: &MasterKey) -> Result<PathBuf, ConfigError> {
+    let staged = path.with_extension("key.new");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&staged)
+        .and_then(|mut file| {
+            // `mode` applies only to a new file: a stale one keeps its bits, so set them.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            file.write_all(format!("{}\n", key.to_hex()).as_bytes())?;
+            file.sync_all()
+        })
+        .map_err(|e| invalid(format!("cannot write {}: {e}", staged.display())))?;
+    Ok(staged)
+}
+
+/// Atomically replaces the key file with the staged one.
+pub fn install_key_file(staged: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(staged, path)
+}
+
 /// One of the platform roles, as `vocalized_control` spells it.
 pub fn admin_role(role: &str) -> Result<&'static str, ConfigError> {
     vocalized_control::ADMIN_ROLES

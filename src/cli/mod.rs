@@ -36,6 +36,9 @@ pub enum Command {
     /// Platform administration.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The master key that encrypts secrets at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -173,6 +176,37 @@ pub struct AdminCreateArgs {
     pub database: DatabaseArgs,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Re-encrypts every stored secret under a new master key in one transaction, then
+    /// (when the current key is in {data-dir}/master.key) replaces that file. Stop the
+    /// servers first. Prints counts, never keys.
+    Rotate(KeysRotateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeysRotateArgs {
+    /// The new key: 64 hex characters or the base64 of 32 bytes (e.g. `openssl rand -hex
+    /// 32`). Prefer the environment variable: flags are visible to other users in `ps`.
+    #[arg(
+        long,
+        env = "VOCALIZED_NEW_MASTER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub new_key: String,
+    /// The current key, as `serve` takes it. When unset, {data-dir}/master.key.
+    #[arg(
+        long,
+        env = "VOCALIZED_MASTER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub master_key: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +230,27 @@ mod tests {
         match cli.command {
             Some(Command::Control(args)) => {
                 assert_eq!(args.database.data_dir, PathBuf::from("/srv/vz"))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_rotate_takes_the_new_key_and_the_database_flags() {
+        let cli = Cli::try_parse_from([
+            "vocalized",
+            "keys",
+            "rotate",
+            "--new-key",
+            "k",
+            "--data-dir",
+            "/srv/vz",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Keys(KeysCommand::Rotate(args))) => {
+                assert_eq!(args.new_key, "k");
+                assert_eq!(args.database.data_dir, PathBuf::from("/srv/vz"));
             }
             other => panic!("parsed as {other:?}"),
         }

@@ -2,7 +2,10 @@
 //! SIGINT/SIGTERM.
 
 use super::config::{self, ConfigError, KeySource, Mode, ServeConfig};
-use super::{AdminCommand, AdminCreateArgs, Cli, Command, DatabaseArgs, MediaArgs, ServeArgs};
+use super::{
+    AdminCommand, AdminCreateArgs, Cli, Command, DatabaseArgs, KeysCommand, KeysRotateArgs,
+    MediaArgs, ServeArgs,
+};
 use anyhow::Context as _;
 use std::fmt;
 use std::future::{Future, IntoFuture as _};
@@ -11,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use vocalized_control::calls::link::InProcessLink;
+use vocalized_control::db::rotate::{RotateError, rotate_master_key};
 use vocalized_control::{CreateAdminError, Db};
 use vocalized_media::io::NodeState;
 use vocalized_media::io::twilio_call::{self, TwilioCallConfig};
@@ -71,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Media(args) => media(args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Admin(AdminCommand::Create(args)) => admin_create(args).await,
+        Command::Keys(KeysCommand::Rotate(args)) => keys_rotate(args).await,
     }
 }
 
@@ -259,6 +264,73 @@ async fn admin_create(args: AdminCreateArgs) -> Result<(), Failure> {
         }
     };
     println!("created {role} {} (id {id})", args.email);
+    Ok(())
+}
+
+/// `vocalized keys rotate`: re-encrypts every secret, then replaces the key file. The new
+/// key is staged beside the key file before the database changes and moved over it only
+/// after the commit, so neither a failed rotation nor a failed move loses a key.
+async fn keys_rotate(args: KeysRotateArgs) -> Result<(), Failure> {
+    let new = config::new_master_key(&args.new_key)?;
+    let (old, source) =
+        config::current_master_key(args.master_key.as_deref(), &args.database.data_dir)?;
+    if old == new {
+        return Err(
+            ConfigError("the new master key is the current one; nothing to do".into()).into(),
+        );
+    }
+    let url = config::resolve_database_url(&args.database)?;
+    let db = connect(&url).await?;
+    db.migrate().await.context("applying migrations")?;
+    let staged = match &source {
+        KeySource::File(path) => Some((config::stage_key_file(path, &new)?, path.clone())),
+        KeySource::Given | KeySource::Generated(_) => None,
+    };
+    let rotated = rotate_master_key(&db, &old, &new).await;
+    db.pool.close().await;
+    let report = match rotated {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some((staged, _)) = &staged {
+                let _ = std::fs::remove_file(staged);
+            }
+            return Err(match e {
+                RotateError::SameKey | RotateError::DoesNotOpen { .. } => {
+                    ConfigError(format!("cannot rotate the master key: {e}")).into()
+                }
+                other => anyhow::Error::new(other)
+                    .context("cannot rotate the master key; nothing was changed")
+                    .into(),
+            });
+        }
+    };
+    println!(
+        "re-encrypted {} secrets under the new master key:",
+        report.total()
+    );
+    for (column, count) in &report.columns {
+        println!("  {}.{}: {count}", column.table, column.column);
+    }
+    match staged {
+        Some((staged, path)) => {
+            config::install_key_file(&staged, &path).with_context(|| {
+                format!(
+                    "the database now uses the new key, but it could not replace {}; move {} \
+                     there before starting the server",
+                    path.display(),
+                    staged.display()
+                )
+            })?;
+            println!("wrote the new master key to {} (mode 0600)", path.display());
+        }
+        None => println!(
+            "the key came from VOCALIZED_MASTER_KEY: set it to the new key on every node \
+             before starting them"
+        ),
+    }
+    println!(
+        "access tokens signed with the old key stop working once the servers restart; clients refresh them"
+    );
     Ok(())
 }
 
