@@ -49,6 +49,7 @@ fn gateway_bin() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passthrough_at_ci_scale_loses_no_frame_and_reports_every_figure() {
     let config = LevelConfig {
+        scenario: run::Scenario::Passthrough,
         calls: 12,
         ramp_per_sec: 6.0,
         duration_secs: 12,
@@ -118,6 +119,8 @@ async fn passthrough_at_ci_scale_loses_no_frame_and_reports_every_figure() {
         "/barge_in/p99_ms",
         "/frames/caller_lost",
         "/frames/provider_lost",
+        "/drift/0/caller_to_provider_p99_ms",
+        "/gateway/rss_growth_kb_per_min",
         "/gateway/cpu_us_per_call_second",
         "/gateway/rss_kb_per_call",
     ] {

@@ -25,7 +25,12 @@ struct Cli {
 enum Scenario {
     /// Twilio callers and OpenAI Realtime, µ-law straight through.
     Passthrough(Common),
+    /// The pass-through traffic held for --duration-secs (default 300): watch memory and
+    /// latency drift.
+    Soak(Common),
 }
+
+const DEFAULT_DURATION_SECS: u64 = 20;
 
 #[derive(Args, Debug)]
 struct Common {
@@ -37,7 +42,7 @@ struct Common {
     #[arg(long, default_value_t = 10.0)]
     ramp_per_sec: f64,
     /// How long each call lasts, in seconds.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = DEFAULT_DURATION_SECS)]
     duration_secs: u64,
     /// The `vocalized` binary to start (default: the one next to this executable).
     #[arg(long, value_name = "PATH", conflicts_with = "target")]
@@ -89,8 +94,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
-    let Scenario::Passthrough(args) = cli.scenario;
-    let scenario = "passthrough";
+    let (scenario, args) = match cli.scenario {
+        Scenario::Passthrough(args) => (run::Scenario::Passthrough, args),
+        Scenario::Soak(mut args) => {
+            if args.duration_secs == DEFAULT_DURATION_SECS {
+                args.duration_secs = 300;
+            }
+            (run::Scenario::Soak, args)
+        }
+    };
     let gateway = match (&args.target, &args.gateway_bin) {
         (Some(url), _) => GatewaySource::Target {
             url: url.clone(),
@@ -117,6 +129,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     };
     for &calls in &args.calls {
         let config = LevelConfig {
+            scenario,
             calls,
             ramp_per_sec: args.ramp_per_sec,
             duration_secs: args.duration_secs,
@@ -127,8 +140,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         };
         if !args.quiet {
             eprintln!(
-                "{scenario}: {calls} calls, ramp {}/s, {} s each",
-                args.ramp_per_sec, args.duration_secs
+                "{}: {calls} calls, ramp {}/s, {} s each",
+                scenario.name(),
+                args.ramp_per_sec,
+                args.duration_secs
             );
         }
         let level = run::passthrough(&config).await.map_err(|e| e.to_string())?;

@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::gateway::{AGENT_NUMBER, PUBLIC_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN};
 use super::marker::{self, FrameReader, Stamp, StampClock};
-use super::stats::{SeqSet, new_histogram};
+use super::stats::{Direction, SeqSet, new_histogram};
 use crate::fakes::twilio::signature::sign;
 use crate::fakes::twilio::{CallParams, FakeTwilio};
 
@@ -40,6 +40,7 @@ pub struct Progress {
     pub failed: AtomicU64,
     /// The gateway's /proc readings so far.
     pub samples: std::sync::Mutex<Vec<super::report::UsageSample>>,
+    pub drift: Arc<super::stats::Drift>,
 }
 
 /// How a call ended.
@@ -141,10 +142,21 @@ impl PlayoutClock {
 }
 
 /// Per provider session: the previous frame's transit time, for jitter.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Listener {
+    clock: StampClock,
     reader: FrameReader,
     last_transit_us: HashMap<u16, u64>,
+}
+
+impl Listener {
+    fn new(clock: StampClock) -> Self {
+        Self {
+            clock,
+            reader: FrameReader::default(),
+            last_transit_us: HashMap::new(),
+        }
+    }
 }
 
 /// Places one call at `base` (`http://ADDR` of the gateway) and plays `script`.
@@ -158,7 +170,7 @@ pub async fn run_call(
     let mut log = CallerLog::new(index);
     progress.placed.fetch_add(1, Ordering::Relaxed);
     progress.active.fetch_add(1, Ordering::Relaxed);
-    let result = call(&mut log, &base, &script, clock).await;
+    let result = call(&mut log, &base, &script, clock, &progress).await;
     log.ended_at.get_or_insert_with(Instant::now);
     log.outcome = match result {
         Ok(outcome) => outcome,
@@ -178,6 +190,7 @@ async fn call(
     base: &str,
     script: &[u8],
     clock: StampClock,
+    progress: &Progress,
 ) -> Result<CallOutcome, String> {
     let from = format!("+1202555{:04}", log.index % 10_000);
     let params = CallParams::new(TWILIO_ACCOUNT_SID, &from, AGENT_NUMBER);
@@ -230,7 +243,7 @@ async fn call(
     // Twilio's media clock does not skip: if the bench falls behind it catches up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut playout = PlayoutClock::default();
-    let mut listener = Listener::default();
+    let mut listener = Listener::new(clock);
     let mut frame = [0u8; marker::FRAME_BYTES];
     let frames = script.len().div_ceil(marker::FRAME_BYTES) as u32;
     loop {
@@ -267,7 +280,7 @@ async fn call(
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => {
                     let now = Instant::now();
-                    for name in on_gateway_text(log, &mut listener, &mut playout, &stream_sid, text.as_str(), clock, now) {
+                    for name in on_gateway_text(log, &mut listener, &mut playout, &stream_sid, text.as_str(), now, Some(&progress.drift)) {
                         let echo = json!({"event": "mark", "sequenceNumber": next_sequence(),
                                           "streamSid": stream_sid, "mark": {"name": name}});
                         ws.send(Message::text(echo.to_string())).await.map_err(|e| format!("sending mark: {e}"))?;
@@ -300,8 +313,8 @@ fn on_gateway_text(
     playout: &mut PlayoutClock,
     stream_sid: &str,
     text: &str,
-    clock: StampClock,
     now: Instant,
+    drift: Option<&super::stats::Drift>,
 ) -> Vec<String> {
     let Ok(value) = serde_json::from_str::<Value>(text) else {
         log.bad_messages += 1;
@@ -326,9 +339,17 @@ fn on_gateway_text(
             let mut stamps: Vec<Stamp> = Vec::new();
             listener.reader.feed(&bytes, |s| stamps.push(s));
             log.unstamped += std::mem::take(&mut listener.reader.unstamped);
+            let clock = listener.clock;
             for stamp in stamps {
                 let transit_us = clock.age(&stamp, now).as_micros() as u64;
                 log.agent_latency_us.saturating_record(transit_us);
+                if let Some(drift) = drift {
+                    drift.record(
+                        clock.since_epoch(now),
+                        Direction::ProviderToCaller,
+                        transit_us,
+                    );
+                }
                 if let Some(previous) = listener.last_transit_us.insert(stamp.stream, transit_us) {
                     log.jitter_us
                         .saturating_record(transit_us.abs_diff(previous));
@@ -385,7 +406,7 @@ mod tests {
         let epoch = Instant::now();
         let clock = StampClock::new(epoch);
         let mut log = CallerLog::new(3);
-        let mut listener = Listener::default();
+        let mut listener = Listener::new(clock);
         let mut playout = PlayoutClock::default();
         let mut audio = vec![0xFF; 320];
         for (seq, frame) in audio.chunks_mut(160).enumerate() {
@@ -408,8 +429,8 @@ mod tests {
             &mut playout,
             "MZ1",
             &text,
-            clock,
             now,
+            None,
         );
         assert_eq!(log.agent_latency_us.len(), 2);
         assert!(
@@ -427,8 +448,8 @@ mod tests {
             &mut playout,
             "MZ1",
             &wrong,
-            clock,
             now,
+            None,
         );
         on_gateway_text(
             &mut log,
@@ -436,8 +457,8 @@ mod tests {
             &mut playout,
             "MZ1",
             "not json",
-            clock,
             now,
+            None,
         );
         assert_eq!(log.bad_messages, 2);
     }

@@ -61,6 +61,9 @@ svg{{background:#fff;border:1px solid #e2e8f0;border-radius:6px;margin:.5rem 0}}
         {
             page.push_str(&usage_chart(level));
         }
+        if level.drift.len() > 2 {
+            page.push_str(&drift_chart(level));
+        }
         for failure in &level.failures {
             let _ = write!(page, "<p class=bad>{}</p>", esc(failure));
         }
@@ -318,6 +321,33 @@ fn usage_chart(level: &LevelReport) -> String {
         "active calls over time (s)",
         "seconds",
         &active,
+        COLOURS[1],
+    ));
+    out
+}
+
+/// p99 per direction over the run, one point per drift window.
+fn drift_chart(level: &LevelReport) -> String {
+    let c2p: Vec<(f64, f64)> = level
+        .drift
+        .iter()
+        .map(|d| (d.t_s as f64, d.caller_to_provider_p99_ms))
+        .collect();
+    let p2c: Vec<(f64, f64)> = level
+        .drift
+        .iter()
+        .map(|d| (d.t_s as f64, d.provider_to_caller_p99_ms))
+        .collect();
+    let mut out = line_chart(
+        "caller → provider p99 (ms) over time",
+        "seconds",
+        &c2p,
+        COLOURS[0],
+    );
+    out.push_str(&line_chart(
+        "provider → caller p99 (ms) over time",
+        "seconds",
+        &p2c,
         COLOURS[1],
     ));
     out

@@ -43,6 +43,11 @@ impl StampClock {
         Self { epoch }
     }
 
+    /// Time since the epoch (the start of the run).
+    pub fn since_epoch(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.epoch)
+    }
+
     /// `at` in µs since the epoch, wrapped to 32 bits like the stamp field.
     pub fn micros(&self, at: Instant) -> u32 {
         at.saturating_duration_since(self.epoch).as_micros() as u32

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::marker::{self, FrameReader, Stamp, StampClock};
-use super::stats::{SeqSet, new_histogram};
+use super::stats::{Direction, Drift, SeqSet, new_histogram};
 use crate::fakes::openai::{OpenAiBehaviour, Output, Session, SessionRecord};
 
 /// One agent frame sent.
@@ -114,6 +114,7 @@ impl ProbeProvider {
         behaviour: OpenAiBehaviour,
         clock: StampClock,
         port: u16,
+        drift: Arc<Drift>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
@@ -135,7 +136,7 @@ impl ProbeProvider {
                             logs.push(log.clone());
                             log
                         };
-                        let driver = Driver { behaviour: behaviour.clone(), log, clock, reader: FrameReader::default() };
+                        let driver = Driver { behaviour: behaviour.clone(), log, clock, reader: FrameReader::default(), drift: drift.clone() };
                         sessions.spawn(driver.serve(tcp, killed.clone()));
                     }
                     Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -177,6 +178,7 @@ struct Driver {
     log: SharedLog,
     clock: StampClock,
     reader: FrameReader,
+    drift: Arc<Drift>,
 }
 
 /// The base64 audio of an `input_audio_buffer.append` without parsing the whole event
@@ -260,6 +262,7 @@ impl Driver {
                 return;
             };
             let clock = self.clock;
+            let drift = self.drift.clone();
             let mut stamps: Vec<Stamp> = Vec::with_capacity(bytes.len() / marker::FRAME_BYTES + 1);
             self.reader.feed(&bytes, |s| stamps.push(s));
             let unstamped = std::mem::take(&mut self.reader.unstamped);
@@ -276,6 +279,7 @@ impl Driver {
                     let us = age.as_micros() as u64;
                     if l.upgraded_at.is_some_and(|up| sent >= up) {
                         l.caller_latency_us.saturating_record(us);
+                        drift.record(clock.since_epoch(now), Direction::CallerToProvider, us);
                     } else {
                         l.setup_latency_us.saturating_record(us);
                     }

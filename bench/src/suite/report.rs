@@ -53,6 +53,13 @@ pub struct LevelReport {
     pub barge_in: Percentiles,
     pub speech_starts_without_clear: u64,
     pub frames: FrameCounts,
+    /// From the first call placed to the last one ended.
+    pub wall_seconds: f64,
+    /// CPU the bench itself (callers, fake provider) used meanwhile: on a shared machine
+    /// it competes with the gateway for the same cores.
+    pub bench_cpu_seconds: f64,
+    /// p50/p99 per direction in consecutive 5 s windows.
+    pub drift: Vec<super::stats::DriftPoint>,
     pub gateway: Option<GatewayUsage>,
     /// Set when the gateway process exited during the run.
     pub gateway_crash: Option<String>,
@@ -94,6 +101,8 @@ pub struct GatewayUsage {
     pub rss_peak_kb: u64,
     /// (RSS under full load − idle RSS) / concurrent calls.
     pub rss_kb_per_call: f64,
+    /// Slope of RSS under full load (KB per minute): memory drift during a soak.
+    pub rss_growth_kb_per_min: f64,
     pub samples: Vec<UsageSample>,
 }
 
@@ -317,16 +326,22 @@ pub fn table(report: &Report) -> String {
         if let Some(g) = &l.gateway {
             let _ = writeln!(
                 out,
-                "  gateway pid {}: {:.2} CPU-s over {:.0} call-s = {:.0} CPU-µs per call-second; RSS idle {} KB, peak {} KB, {:.0} KB per call",
+                "  gateway pid {}: {:.2} CPU-s over {:.0} call-s = {:.0} CPU-µs per call-second; RSS idle {} KB, peak {} KB, {:.0} KB per call, growing {:.0} KB/min under load",
                 g.pid,
                 g.cpu_seconds,
                 g.call_seconds,
                 g.cpu_us_per_call_second,
                 g.rss_idle_kb,
                 g.rss_peak_kb,
-                g.rss_kb_per_call
+                g.rss_kb_per_call,
+                g.rss_growth_kb_per_min
             );
         }
+        let _ = writeln!(
+            out,
+            "  run: {:.1} s wall; the bench itself used {:.2} CPU-s",
+            l.wall_seconds, l.bench_cpu_seconds
+        );
         for f in &l.failures {
             let _ = writeln!(out, "  failure: {f}");
         }

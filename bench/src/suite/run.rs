@@ -28,9 +28,28 @@ pub enum GatewaySource {
     Target { url: String, pid: Option<u32> },
 }
 
+/// Which scenario a level runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Twilio + OpenAI, µ-law straight through.
+    Passthrough,
+    /// The same calls held for a long time: the report's drift and RSS growth matter.
+    Soak,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Passthrough => "passthrough",
+            Self::Soak => "soak",
+        }
+    }
+}
+
 /// One level of one scenario.
 #[derive(Debug, Clone)]
 pub struct LevelConfig {
+    pub scenario: Scenario,
     pub calls: usize,
     pub ramp_per_sec: f64,
     pub duration_secs: u64,
@@ -84,14 +103,17 @@ pub fn provider_behaviour(delay_ms: u64) -> OpenAiBehaviour {
     .with_agent_audio_ms(AGENT_REPLY_MS)
 }
 
-/// Runs the pass-through scenario (Twilio + OpenAI, µ-law straight through) at one level.
+/// Runs the pass-through scenario (Twilio + OpenAI, µ-law straight through) at one level;
+/// `soak` is the same traffic held longer.
 pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> {
     let epoch = Instant::now();
     let clock = StampClock::new(epoch);
+    let progress = Arc::new(Progress::default());
     let provider = ProbeProvider::start(
         provider_behaviour(config.provider_delay_ms),
         clock,
         config.provider_port,
+        progress.drift.clone(),
     )
     .await
     .map_err(|e| RunError(format!("fake provider: {e}")))?;
@@ -120,11 +142,11 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
         .map_err(|e| RunError(format!("provisioning: {e}")))?;
 
     let script: Arc<[u8]> = caller_script(config.duration_secs).into();
-    let progress = Arc::new(Progress::default());
     let ticks = gateway::clock_ticks_per_sec();
     // Let the gateway settle after provisioning before taking its idle size.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = pid.and_then(|p| gateway::read_proc(p, ticks));
+    let bench_idle = gateway::read_proc(std::process::id(), ticks);
 
     let sampler = pid.map(|pid| {
         let progress = progress.clone();
@@ -159,6 +181,8 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
     // The provider sessions close just after the calls; give them a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let end = pid.and_then(|p| gateway::read_proc(p, ticks));
+    let bench_end = gateway::read_proc(std::process::id(), ticks);
+    let wall_seconds = run_started.elapsed().as_secs_f64();
     if let Some(drawer) = drawer {
         drawer.abort();
         eprintln!();
@@ -194,7 +218,13 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
         _ => None,
     };
     Ok(LevelReport {
-        scenario: "passthrough".into(),
+        scenario: config.scenario.name().into(),
+        drift: progress.drift.points(),
+        wall_seconds,
+        bench_cpu_seconds: match (bench_idle, bench_end) {
+            (Some(a), Some(b)) => b.cpu_us.saturating_sub(a.cpu_us) as f64 / 1e6,
+            _ => 0.0,
+        },
         calls: config.calls,
         ramp_per_sec: config.ramp_per_sec,
         duration_secs: config.duration_secs,
@@ -248,6 +278,7 @@ fn usage(
         (rss - idle.rss_kb as f64).max(0.0) / active
     };
     GatewayUsage {
+        rss_growth_kb_per_min: growth_per_min(&loaded),
         pid,
         cpu_seconds: cpu_us as f64 / 1e6,
         call_seconds,
@@ -266,6 +297,23 @@ fn usage(
         rss_kb_per_call,
         samples: samples.to_vec(),
     }
+}
+
+/// Least-squares slope of RSS over time, in KB per minute, across the loaded samples:
+/// near zero when memory is flat under steady load.
+fn growth_per_min(samples: &[&UsageSample]) -> f64 {
+    let n = samples.len() as f64;
+    if samples.len() < 3 {
+        return 0.0;
+    }
+    let mean_t = samples.iter().map(|s| s.t_s).sum::<f64>() / n;
+    let mean_r = samples.iter().map(|s| s.rss_kb as f64).sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for s in samples {
+        num += (s.t_s - mean_t) * (s.rss_kb as f64 - mean_r);
+        den += (s.t_s - mean_t).powi(2);
+    }
+    if den == 0.0 { 0.0 } else { num / den * 60.0 }
 }
 
 /// Reads the gateway's CPU and RSS every 250 ms into `progress.samples`.
