@@ -528,3 +528,392 @@ fn demo_creates_one_echo_workspace_and_prints_its_page_and_login() {
     assert_eq!(login2.split_whitespace().nth(4), Some(words[4]));
     assert!(again.terminate().success());
 }
+
+// ---------------------------------------------------------------------------------------
+// `vocalized keys rotate` and keys in logs (issue 6 "Keys")
+// ---------------------------------------------------------------------------------------
+
+const ROTATION_PLATFORM_KEY: &str = "sk-rotation-platform-4f3e2d1c0b";
+const ROTATION_BYO_KEY: &str = "sk-rotation-byo-9a8b7c6d5e";
+const ROTATION_PUBLIC_URL: &str = "https://gw.rotation.test";
+const ROTATION_TWILIO_SID: &str = "ACrotation000000000000000000000000";
+const ROTATION_TWILIO_TOKEN: &str = "rotation-twilio-auth-token";
+const ROTATION_NUMBER: &str = "+14155550199";
+
+/// A JSON request to the running server: (status, body).
+async fn api(
+    http: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = http.request(method, format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `vocalized serve` on `data/` with the rotation test's Twilio account and public URL.
+fn start_rotation_serve(dir: &Path, rust_log: &str) -> (Process, String) {
+    let mut command = vocalized(dir);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"])
+        .args(["--public-url", ROTATION_PUBLIC_URL])
+        .env("RUST_LOG", rust_log)
+        .env("VOCALIZED_TWILIO_ACCOUNT_SID", ROTATION_TWILIO_SID)
+        .env("VOCALIZED_TWILIO_AUTH_TOKEN", ROTATION_TWILIO_TOKEN);
+    let mut server = Process::spawn(&mut command);
+    let addr = tokio::task::block_in_place(|| server.wait_listening());
+    (server, format!("http://{addr}"))
+}
+
+fn admin_create(dir: &Path) {
+    let mut command = vocalized(dir);
+    command.args([
+        "admin",
+        "create",
+        "--data-dir",
+        "data",
+        "--email",
+        "root@rotation.test",
+        "--name",
+        "Root",
+        "--password",
+        "adminpass123",
+    ]);
+    let out = finish(command);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Signs in the admin, stores the platform OpenAI key pointing at `openai_url`, and sets
+/// up an owner with a BYO key and a live agent on ROTATION_NUMBER. Returns the owner's
+/// workspace id.
+async fn store_keys_and_an_agent(base: &str, openai_url: &str) -> String {
+    let http = reqwest::Client::new();
+    let (status, login) = api(
+        &http,
+        base,
+        "POST",
+        "/api/v1/admin/auth/login",
+        None,
+        Some(serde_json::json!({"email": "root@rotation.test", "password": "adminpass123"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let admin = login["token"].as_str().unwrap().to_owned();
+    let (status, created) = api(
+        &http,
+        base,
+        "POST",
+        "/api/v1/admin/providers",
+        Some(&admin),
+        Some(serde_json::json!({"provider": "openai", "api_key": ROTATION_PLATFORM_KEY, "base_url": openai_url})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["provider"]["is_configured"], true);
+    let (status, signup) = api(
+        &http,
+        base,
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(serde_json::json!({"email": "owner@rotation.test", "password": "password123", "name": "Owner"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{signup}");
+    let owner = signup["token"].as_str().unwrap().to_owned();
+    let (_, ws) = api(
+        &http,
+        base,
+        "POST",
+        "/api/v1/workspaces",
+        Some(&owner),
+        Some(serde_json::json!({"name": "Rotation Co"})),
+    )
+    .await;
+    let ws = ws["workspace"]["id"].as_str().unwrap().to_owned();
+    let (status, byo) = api(
+        &http,
+        base,
+        "POST",
+        &format!("/api/v1/workspaces/{ws}/voice/providers"),
+        Some(&owner),
+        Some(serde_json::json!({"provider": "gemini", "api_key": ROTATION_BYO_KEY})),
+    )
+    .await;
+    assert_eq!(status, 201, "{byo}");
+    let (_, number) = api(
+        &http,
+        base,
+        "POST",
+        &format!("/api/v1/workspaces/{ws}/phone-numbers"),
+        Some(&owner),
+        Some(serde_json::json!({"phone_number": ROTATION_NUMBER})),
+    )
+    .await;
+    let number_id = number["phone_number"]["id"].as_str().unwrap().to_owned();
+    let (status, agent) = api(
+        &http,
+        base,
+        "POST",
+        &format!("/api/v1/workspaces/{ws}/agents"),
+        Some(&owner),
+        Some(serde_json::json!({"name": "Desk", "voice_provider": "openai", "phone_number_id": number_id})),
+    )
+    .await;
+    assert_eq!(status, 201, "{agent}");
+    let agent_id = agent["agent"]["id"].as_str().unwrap();
+    let (status, _) = api(
+        &http,
+        base,
+        "POST",
+        &format!("/api/v1/workspaces/{ws}/agents/{agent_id}/activate"),
+        Some(&owner),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    ws
+}
+
+fn write_key_file(path: &Path, hex: &str) {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    writeln!(options.open(path).unwrap(), "{hex}").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_re_encrypts_replaces_the_key_file_and_serve_still_reads_secrets() {
+    use vocalized_bench::fakes::openai::{FakeOpenAi, OpenAiBehaviour};
+    use vocalized_bench::fakes::twilio::{CallOptions, CallParams, FakeTwilio};
+
+    let tmp = TempDir::new("vz-rotate");
+    let data = tmp.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let key_path = data.join("master.key");
+    let old_hex = "5a".repeat(32);
+    let new_hex = "c3".repeat(32);
+    write_key_file(&key_path, &old_hex);
+    admin_create(&tmp.0);
+    let openai = FakeOpenAi::start(OpenAiBehaviour::default()).await.unwrap();
+
+    let (mut server, base) = start_rotation_serve(&tmp.0, "info");
+    store_keys_and_an_agent(&base, &openai.url()).await;
+    assert!(server.terminate().success());
+
+    let secrets = [
+        old_hex.as_str(),
+        new_hex.as_str(),
+        ROTATION_PLATFORM_KEY,
+        ROTATION_BYO_KEY,
+    ];
+    let assert_quiet = |out: &support::Finished| {
+        for secret in secrets {
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "a key was printed: {out:?}"
+            );
+        }
+    };
+
+    // The wrong current key: refused with exit 2, nothing changed, the file untouched.
+    let mut command = vocalized(&tmp.0);
+    command
+        .args(["keys", "rotate", "--data-dir", "data"])
+        .env("VOCALIZED_MASTER_KEY", "77".repeat(32))
+        .env("VOCALIZED_NEW_MASTER_KEY", &new_hex);
+    let out = finish(command);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let lines = out.stderr_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("does not open with the current master key")
+            && lines[0].contains("nothing was changed"),
+        "{lines:?}"
+    );
+    assert_quiet(&out);
+    assert_eq!(std::fs::read_to_string(&key_path).unwrap().trim(), old_hex);
+
+    // A malformed new key is a configuration error before anything is opened.
+    let mut command = vocalized(&tmp.0);
+    command
+        .args(["keys", "rotate", "--data-dir", "data"])
+        .env("VOCALIZED_NEW_MASTER_KEY", "not-a-key");
+    let out = finish(command);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("invalid VOCALIZED_NEW_MASTER_KEY"),
+        "{out:?}"
+    );
+
+    // The real rotation, from the key file.
+    let mut command = vocalized(&tmp.0);
+    command
+        .args(["keys", "rotate", "--data-dir", "data"])
+        .env("VOCALIZED_NEW_MASTER_KEY", &new_hex);
+    let out = finish(command);
+    assert!(out.status.success(), "{out:?}");
+    assert_quiet(&out);
+    for line in [
+        "re-encrypted 2 secrets under the new master key:",
+        "  platform_provider_configs.api_key_encrypted: 1",
+        "  workspace_provider_configs.api_key_encrypted: 1",
+        "  integration_accounts.credentials_encrypted: 0",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "{line:?} in {}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains("wrote the new master key to"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&key_path).unwrap().trim(), new_hex);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(!data.join("master.key.new").exists());
+
+    // Rotating again from the old key fails: it opens nothing any more.
+    let mut command = vocalized(&tmp.0);
+    command
+        .args(["keys", "rotate", "--data-dir", "data"])
+        .env("VOCALIZED_MASTER_KEY", &old_hex)
+        .env("VOCALIZED_NEW_MASTER_KEY", "99".repeat(32));
+    let out = finish(command);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // serve starts on the new key file and opens the rotated platform key: the provider
+    // receives it when a call connects.
+    let (_server, base) = start_rotation_serve(&tmp.0, "info");
+    let params = CallParams::new(ROTATION_TWILIO_SID, "+12349013030", ROTATION_NUMBER);
+    let reply =
+        FakeTwilio::voice_webhook(&base, ROTATION_PUBLIC_URL, ROTATION_TWILIO_TOKEN, &params)
+            .await
+            .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let stream_url = reply.twiml.stream_url.clone().expect("a <Stream>");
+    let token = reply.twiml.parameter("token").expect("token").to_owned();
+    let options = CallOptions {
+        connect_to: Some(format!("{}/media/twilio", base.replacen("http", "ws", 1))),
+        account_sid: ROTATION_TWILIO_SID.into(),
+        ..CallOptions::default()
+    };
+    let call = FakeTwilio::connect(
+        &stream_url,
+        &token,
+        &params.call_sid,
+        vocalized_bench::audio::silence(1_500),
+        options,
+    )
+    .await
+    .expect("media socket");
+    call.finish().await;
+    let sessions = openai.sessions();
+    assert!(!sessions.is_empty(), "the call never reached the provider");
+    assert_eq!(
+        sessions[0].authorization.as_deref(),
+        Some(format!("Bearer {ROTATION_PLATFORM_KEY}").as_str())
+    );
+}
+
+/// With every debug log on, a key sent through the API appears in no line the server
+/// prints, successes and refusals alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_key_never_reaches_a_log_line() {
+    let tmp = TempDir::new("vz-keylog");
+    admin_create(&tmp.0);
+    let (mut server, base) = start_rotation_serve(&tmp.0, "debug");
+    let ws = store_keys_and_an_agent(&base, "wss://realtime.example.test/v1").await;
+    let http = reqwest::Client::new();
+    let (_, login) = api(
+        &http,
+        &base,
+        "POST",
+        "/api/v1/admin/auth/login",
+        None,
+        Some(serde_json::json!({"email": "root@rotation.test", "password": "adminpass123"})),
+    )
+    .await;
+    let admin = login["token"].as_str().unwrap().to_owned();
+    for (method, path, body) in [
+        (
+            "PATCH",
+            "/api/v1/admin/providers/openai".to_owned(),
+            serde_json::json!({"api_key": ROTATION_BYO_KEY}),
+        ),
+        (
+            "PATCH",
+            "/api/v1/admin/providers/openai".to_owned(),
+            serde_json::json!({"priority": ROTATION_PLATFORM_KEY}),
+        ),
+        (
+            "POST",
+            "/api/v1/admin/providers".to_owned(),
+            serde_json::json!({"provider": "vapi", "api_key": ROTATION_PLATFORM_KEY}),
+        ),
+        (
+            "POST",
+            "/api/v1/admin/providers".to_owned(),
+            serde_json::json!({"provider": "openai", "api_key": ROTATION_PLATFORM_KEY}),
+        ),
+        (
+            "PUT",
+            format!("/api/v1/workspaces/{ws}/voice/providers/gemini"),
+            serde_json::json!({"api_key": ROTATION_PLATFORM_KEY}),
+        ),
+    ] {
+        let (status, reply) = api(&http, &base, method, &path, Some(&admin), Some(body)).await;
+        assert!(
+            !reply.to_string().contains(ROTATION_PLATFORM_KEY),
+            "{status} {reply}"
+        );
+        assert!(
+            !reply.to_string().contains(ROTATION_BYO_KEY),
+            "{status} {reply}"
+        );
+    }
+    let (status, list) = api(
+        &http,
+        &base,
+        "GET",
+        "/api/v1/admin/providers",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!list.to_string().contains(ROTATION_BYO_KEY));
+    assert!(server.terminate().success());
+
+    let printed = format!("{}{}", server.stdout_so_far(), server.stderr_so_far());
+    assert!(
+        printed.contains("DEBUG"),
+        "debug logging was not on: {printed}"
+    );
+    for line in printed.lines() {
+        assert!(
+            !line.contains(ROTATION_PLATFORM_KEY) && !line.contains(ROTATION_BYO_KEY),
+            "a key reached a log line: {line}"
+        );
+    }
+}
