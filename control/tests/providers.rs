@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use support::{Reply, TestApp};
 use vocalized_control::MasterKey;
 use vocalized_control::db::rotate::{RotateError, SEALED_COLUMNS, rotate_master_key};
+use vocalized_control::routing::Strategy;
 use vocalized_control::util::{new_id, now_ms};
 
 const PLATFORM_KEY: &str = "sk-platform-0a1b2c3d4e5f-secret";
@@ -862,6 +863,20 @@ async fn workspace_keys_byo_and_platform(app: TestApp) {
     seen.assert_never_shown(&[BYO_KEY]);
 }
 
+/// The workspace's strategy row as the call planner parses it.
+async fn stored_strategy(app: &TestApp, ws: &str) -> Strategy {
+    let (name, preferred, config, fallback): (String, Option<String>, String, i64) =
+        sqlx::query_as(
+            "SELECT strategy, preferred_provider, config, fallback_enabled
+             FROM workspace_provider_strategies WHERE workspace_id = $1",
+        )
+        .bind(ws)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    Strategy::from_row(&name, preferred.as_deref(), &config, fallback != 0).unwrap()
+}
+
 async fn workspace_strategy(app: TestApp) {
     let mut seen = Seen::default();
     let (owner, _, _) = app.signup("owner@example.com").await;
@@ -942,6 +957,13 @@ async fn workspace_strategy(app: TestApp) {
     assert_eq!(r.body["strategy"], "specific");
     assert_eq!(r.body["preferred_provider"], "gemini");
     assert_eq!(r.body["fallback_enabled"], false);
+    assert_eq!(
+        stored_strategy(&app, &ws).await,
+        Strategy::Specific {
+            provider: "gemini".into(),
+            fallback_enabled: false
+        }
+    );
 
     let r = seen
         .call(
@@ -964,6 +986,16 @@ async fn workspace_strategy(app: TestApp) {
     assert_eq!(r.body["fallback_enabled"], true);
     let r = seen.call(&app, "GET", &path, Some(&owner), None).await;
     assert_eq!(r.body["strategy"], "custom");
+    // The call planner reads the stored row with the routing policy's parser.
+    assert_eq!(
+        stored_strategy(&app, &ws).await,
+        Strategy::Custom {
+            order: vec!["gemini".into(), "openai".into()],
+            twilio: Some(vec!["deepgram".into(), "openai".into()]),
+            web: Some(vec!["openai".into()]),
+            fallback_enabled: true,
+        }
+    );
     // Per-source lists alone are enough.
     let r = seen
         .call(
