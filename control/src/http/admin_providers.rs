@@ -36,46 +36,44 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-type ProviderRow = (
-    String,
-    String,
-    i64,
-    i64,
-    Option<String>,
-    i64,
-    String,
-    Option<String>,
-    i64,
-    i64,
-    Option<String>,
-    Option<i64>,
-);
+#[derive(sqlx::FromRow)]
+struct ProviderRow {
+    provider: String,
+    region: String,
+    priority: i64,
+    is_enabled: i64,
+    base_url: Option<String>,
+    cost_per_minute_micros: i64,
+    config: String,
+    api_key_encrypted: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    health_status: Option<String>,
+    last_check_at: Option<i64>,
+}
 
 const PROVIDER_SELECT: &str = "SELECT p.provider, p.region, p.priority, p.is_enabled, p.base_url,
         p.cost_per_minute_micros, p.config, p.api_key_encrypted, p.created_at, p.updated_at,
-        h.status, h.last_check_at
+        h.status AS health_status, h.last_check_at
  FROM platform_provider_configs p
  LEFT JOIN provider_health_status h ON h.provider = p.provider AND h.region = p.region";
 
 /// A provider as the API shows it: `is_configured` says a key is stored; the key never
 /// leaves.
 fn provider_json(row: ProviderRow) -> Value {
-    let (provider, region, priority, enabled, base_url, cost, config, sealed, created, updated) = (
-        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
-    );
     json!({
-        "provider": provider,
-        "region": region,
-        "priority": priority,
-        "is_enabled": enabled != 0,
-        "base_url": base_url,
-        "cost_per_minute_micros": cost,
-        "config": parse_json_text(&config),
-        "is_configured": sealed.is_some(),
-        "health_status": row.10,
-        "last_check_at": row.11,
-        "created_at": created,
-        "updated_at": updated,
+        "provider": row.provider,
+        "region": row.region,
+        "priority": row.priority,
+        "is_enabled": row.is_enabled != 0,
+        "base_url": row.base_url,
+        "cost_per_minute_micros": row.cost_per_minute_micros,
+        "config": parse_json_text(&row.config),
+        "is_configured": row.api_key_encrypted.is_some(),
+        "health_status": row.health_status,
+        "last_check_at": row.last_check_at,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
     })
 }
 

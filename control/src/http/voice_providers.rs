@@ -160,7 +160,17 @@ pub(super) fn is_check_violation(e: &sqlx::Error) -> bool {
 // Workspace provider configs
 // ---------------------------------------------------------------------------------------
 
-type ConfigRow = (String, i64, Option<String>, String, i64, i64, i64, i64);
+#[derive(sqlx::FromRow)]
+struct ConfigRow {
+    provider: String,
+    uses_platform_key: i64,
+    api_key_encrypted: Option<String>,
+    config: String,
+    priority: i64,
+    is_enabled: i64,
+    created_at: i64,
+    updated_at: i64,
+}
 
 const CONFIG_SELECT: &str =
     "SELECT provider, uses_platform_key, api_key_encrypted, config, priority, is_enabled,
@@ -169,16 +179,15 @@ const CONFIG_SELECT: &str =
 
 /// A config as the API shows it: whether a key is stored, never the key.
 fn config_json(row: ConfigRow) -> Value {
-    let (provider, uses_platform_key, sealed, config, priority, is_enabled, created, updated) = row;
     json!({
-        "provider": provider,
-        "uses_platform_key": uses_platform_key != 0,
-        "is_configured": sealed.is_some(),
-        "config": parse_json_text(&config),
-        "priority": priority,
-        "is_enabled": is_enabled != 0,
-        "created_at": created,
-        "updated_at": updated,
+        "provider": row.provider,
+        "uses_platform_key": row.uses_platform_key != 0,
+        "is_configured": row.api_key_encrypted.is_some(),
+        "config": parse_json_text(&row.config),
+        "priority": row.priority,
+        "is_enabled": row.is_enabled != 0,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
     })
 }
 
@@ -344,7 +353,7 @@ fn merge(state: &AppState, existing: Option<&ConfigRow>, body: UpdateBody) -> Ap
     let change = key_change(&mut problems, body.api_key);
     check_priority(&mut problems, "priority", body.priority);
     let config = check_config(&mut problems, body.config.as_ref());
-    let old_sealed = existing.and_then(|r| r.2.clone());
+    let old_sealed = existing.and_then(|r| r.api_key_encrypted.clone());
     let (sealed, key_given) = match change {
         KeyChange::Keep => (old_sealed, false),
         KeyChange::Clear => (None, false),
@@ -352,7 +361,7 @@ fn merge(state: &AppState, existing: Option<&ConfigRow>, body: UpdateBody) -> Ap
     };
     let uses_platform_key = match (body.uses_platform_key, existing) {
         (Some(u), _) => u,
-        (None, Some(row)) => row.1 != 0,
+        (None, Some(row)) => row.uses_platform_key != 0,
         (None, None) => !key_given,
     };
     check_own_key(&mut problems, uses_platform_key, sealed.is_some());
@@ -360,10 +369,12 @@ fn merge(state: &AppState, existing: Option<&ConfigRow>, body: UpdateBody) -> Ap
     Ok(Settings {
         uses_platform_key,
         sealed,
-        priority: body.priority.or(existing.map(|r| r.4)).unwrap_or(0),
-        is_enabled: body.is_enabled.unwrap_or(existing.is_none_or(|r| r.5 != 0)),
+        priority: body.priority.or(existing.map(|r| r.priority)).unwrap_or(0),
+        is_enabled: body
+            .is_enabled
+            .unwrap_or(existing.is_none_or(|r| r.is_enabled != 0)),
         config: config
-            .or(existing.map(|r| r.3.clone()))
+            .or(existing.map(|r| r.config.clone()))
             .unwrap_or_else(|| "{}".into()),
     })
 }
