@@ -585,9 +585,13 @@ impl<'p> ProviderChain<'p> {
         self
     }
 
-    /// The formats to build the session with: those of the first provider in the chain.
+    /// The formats to build the session with: those of the first provider in the chain
+    /// this build can speak to (the start moves past the others, recording why).
     pub fn initial_formats(&self) -> Option<(AudioFormat, AudioFormat)> {
-        formats(self.plan.providers.first()?.kind, self.caller)
+        self.plan
+            .providers
+            .iter()
+            .find_map(|p| formats(p.kind, self.caller))
     }
 
     /// Connects the first provider that answers. `false` when none did: the session has
