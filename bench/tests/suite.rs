@@ -132,3 +132,31 @@ async fn passthrough_at_ci_scale_loses_no_frame_and_reports_every_figure() {
     let page = html::render(&report);
     assert!(page.contains("<svg") && page.contains("caller → provider"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_the_echo_provider_keeps_every_call_and_measures_the_gap() {
+    let config = LevelConfig {
+        scenario: run::Scenario::Failover,
+        calls: 6,
+        ramp_per_sec: 6.0,
+        duration_secs: 12,
+        provider_delay_ms: 0,
+        provider_port: 0,
+        gateway: GatewaySource::Spawn(gateway_bin()),
+        show_progress: false,
+    };
+    let level = run::passthrough(&config).await.expect("the level runs");
+    assert_eq!(level.gateway_crash, None);
+    // The fallback took over: no call was ended with an apology.
+    assert_eq!(level.calls_completed, 6, "{:?}", level.failures);
+    assert_eq!(level.frames.lost(), 0, "{:?}", level.frames);
+    assert!(
+        level.frames.caller_exempt > 0,
+        "frames after the cut went to the fallback"
+    );
+    assert_eq!(
+        level.failover_recovery.count, 6,
+        "every caller heard audio after the cut"
+    );
+    assert!(level.failover_gap.count == 6 && level.failover_gap.p50_ms > 0.0);
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use vocalized_bench::suite::gateway::default_gateway_bin;
 use vocalized_bench::suite::html;
+use vocalized_bench::suite::provider::AGENT_STREAMS;
 use vocalized_bench::suite::report::{Report, table};
 use vocalized_bench::suite::run::{self, GatewaySource, LevelConfig};
 
@@ -28,6 +29,9 @@ enum Scenario {
     /// The pass-through traffic held for --duration-secs (default 300): watch memory and
     /// latency drift.
     Soak(Common),
+    /// Pass-through calls whose provider dies half-way; the gateway fails over to the
+    /// built-in echo provider. Reports the failover gap the callers heard.
+    Failover(Common),
 }
 
 const DEFAULT_DURATION_SECS: u64 = 20;
@@ -102,6 +106,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             (run::Scenario::Soak, args)
         }
+        Scenario::Failover(args) => (run::Scenario::Failover, args),
     };
     let gateway = match (&args.target, &args.gateway_bin) {
         (Some(url), _) => GatewaySource::Target {
@@ -114,9 +119,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     if args
         .calls
         .iter()
-        .any(|&n| n == 0 || n > usize::from(u16::MAX))
+        .any(|&n| n == 0 || n >= usize::from(AGENT_STREAMS))
     {
-        return Err("--calls must be between 1 and 65535".into());
+        return Err("--calls must be between 1 and 32767".into());
     }
     let mut report = Report {
         tool: format!("vocalized-bench {}", env!("CARGO_PKG_VERSION")),

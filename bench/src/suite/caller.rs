@@ -73,13 +73,17 @@ pub struct CallerLog {
     /// Agent frames received, per provider session (stamp stream).
     pub received: HashMap<u16, SeqSet>,
     pub unstamped: u64,
+    /// Caller stamps heard back (an echo provider): not counted as agent audio.
+    pub echoed_frames: u64,
     pub clears: Vec<Instant>,
+    /// Arrival of every `media` event (agent audio, from whichever provider).
+    pub media_at: Vec<Instant>,
     /// Gateway messages that were not valid Twilio messages.
     pub bad_messages: u64,
 }
 
 impl CallerLog {
-    fn new(index: u16) -> Self {
+    pub(crate) fn new(index: u16) -> Self {
         Self {
             index,
             webhook_sent_at: Instant::now(),
@@ -92,7 +96,9 @@ impl CallerLog {
             jitter_us: new_histogram(),
             received: HashMap::new(),
             unstamped: 0,
+            echoed_frames: 0,
             clears: Vec::new(),
+            media_at: Vec::new(),
             bad_messages: 0,
         }
     }
@@ -335,12 +341,18 @@ fn on_gateway_text(
                 return Vec::new();
             };
             log.first_audio_at.get_or_insert(now);
+            log.media_at.push(now);
             playout.queue_audio(bytes.len(), now);
             let mut stamps: Vec<Stamp> = Vec::new();
             listener.reader.feed(&bytes, |s| stamps.push(s));
             log.unstamped += std::mem::take(&mut listener.reader.unstamped);
             let clock = listener.clock;
             for stamp in stamps {
+                if stamp.stream & super::provider::AGENT_STREAMS == 0 {
+                    // A caller's own frame coming back (an echoing fallback): not agent audio.
+                    log.echoed_frames += 1;
+                    continue;
+                }
                 let transit_us = clock.age(&stamp, now).as_micros() as u64;
                 log.agent_latency_us.saturating_record(transit_us);
                 if let Some(drift) = drift {
@@ -412,7 +424,7 @@ mod tests {
         for (seq, frame) in audio.chunks_mut(160).enumerate() {
             marker::write(
                 &Stamp {
-                    stream: 9,
+                    stream: 0x8009,
                     seq: seq as u32,
                     sent_us: 1_000,
                 },
@@ -437,7 +449,7 @@ mod tests {
             log.agent_latency_us
                 .equivalent(log.agent_latency_us.max(), 3_000)
         );
-        assert_eq!(log.received[&9].len(), 2);
+        assert_eq!(log.received[&0x8009].len(), 2);
         assert_eq!(log.first_audio_at, Some(now));
 
         let wrong =

@@ -55,6 +55,19 @@ pub fn default_gateway_bin() -> Result<PathBuf, GatewayError> {
         })
 }
 
+/// The platform admin `with_admin` creates.
+pub const ADMIN_EMAIL: &str = "admin@bench.vocalized.test";
+const ADMIN_PASSWORD: &str = "bench-admin-password-1";
+
+/// Drops every inherited `VOCALIZED_*` variable so the bench's settings are the only ones.
+fn clean_env(command: &mut Command) {
+    for (name, _) in std::env::vars() {
+        if name.starts_with("VOCALIZED_") {
+            command.env_remove(name);
+        }
+    }
+}
+
 /// A running gateway child; killed when dropped.
 pub struct GatewayProcess {
     child: Child,
@@ -68,23 +81,43 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `bin serve` on a free port, Twilio and OpenAI pointed at the bench, and
     /// waits (up to 60 s: a debug build migrating SQLite on a busy box) for it to listen.
-    pub fn start(
-        bin: &Path,
-        openai_url: &str,
-        extra_env: &[(&str, &str)],
-    ) -> Result<Self, GatewayError> {
+    /// `with_admin` first creates the platform admin [`ADMIN_EMAIL`] with `bin admin create`.
+    pub fn start(bin: &Path, openai_url: &str, with_admin: bool) -> Result<Self, GatewayError> {
         let dir = std::env::temp_dir().join(format!(
             "vocalized-bench-{}-{}",
             std::process::id(),
             crate::fakes::random_hex(8)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| err(format!("temp dir: {e}")))?;
-        let mut command = Command::new(bin);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("VOCALIZED_") {
-                command.env_remove(name);
+        if with_admin {
+            let mut admin = Command::new(bin);
+            clean_env(&mut admin);
+            let out = admin
+                .args([
+                    "admin",
+                    "create",
+                    "--email",
+                    ADMIN_EMAIL,
+                    "--name",
+                    "Bench",
+                    "--role",
+                    "admin",
+                    "--data-dir",
+                ])
+                .arg(dir.join("data"))
+                .env("VOCALIZED_ADMIN_PASSWORD", ADMIN_PASSWORD)
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| err(format!("cannot run {}: {e}", bin.display())))?;
+            if !out.status.success() {
+                return Err(err(format!(
+                    "admin create: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
             }
         }
+        let mut command = Command::new(bin);
+        clean_env(&mut command);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.join("data"))
@@ -102,9 +135,6 @@ impl GatewayProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (name, value) in extra_env {
-            command.env(name, value);
-        }
         let mut child = command
             .spawn()
             .map_err(|e| err(format!("cannot run {}: {e}", bin.display())))?;
@@ -301,6 +331,23 @@ pub async fn provision(
         workspace_id,
         agent_id,
     })
+}
+
+/// Signs in as [`ADMIN_EMAIL`] and adds a platform provider config (`body` as the admin
+/// API takes it, e.g. `{"provider": "echo", "priority": 10}`).
+pub async fn add_platform_provider(base: &str, body: Value) -> Result<(), GatewayError> {
+    let http = reqwest::Client::new();
+    let login = post(
+        &http,
+        base,
+        None,
+        "/api/v1/admin/auth/login",
+        json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+    )
+    .await?;
+    let token = field(&login, "/token")?;
+    post(&http, base, Some(&token), "/api/v1/admin/providers", body).await?;
+    Ok(())
 }
 
 /// One reading of the gateway process from /proc.

@@ -138,6 +138,8 @@ fn latency_table(level: &LevelReport) -> String {
     );
     let mut rows = latency_rows(level).to_vec();
     rows.push(("setup, webhook → first audio", level.setup));
+    rows.push(("failover gap (audio → audio)", level.failover_gap));
+    rows.push(("provider cut → first audio", level.failover_recovery));
     rows.push((
         "caller frames sent during setup",
         level.caller_to_provider_during_setup,

@@ -29,6 +29,10 @@ use super::marker::{self, FrameReader, Stamp, StampClock};
 use super::stats::{Direction, Drift, SeqSet, new_histogram};
 use crate::fakes::openai::{OpenAiBehaviour, Output, Session, SessionRecord};
 
+/// Agent audio stamps carry `AGENT_STREAMS | session number`, so that they can never be
+/// taken for a caller's stamps (call numbers stay below it) if audio is echoed back.
+pub const AGENT_STREAMS: u16 = 0x8000;
+
 /// One agent frame sent.
 #[derive(Debug, Clone, Copy)]
 pub struct SentFrame {
@@ -132,7 +136,7 @@ impl ProbeProvider {
                         let accepted_at = Instant::now();
                         let log = {
                             let mut logs = accept_logs.lock().unwrap_or_else(|p| p.into_inner());
-                            let log = Arc::new(Mutex::new(ProviderLog::new(logs.len() as u16, accepted_at)));
+                            let log = Arc::new(Mutex::new(ProviderLog::new(AGENT_STREAMS | logs.len() as u16, accepted_at)));
                             logs.push(log.clone());
                             log
                         };

@@ -52,6 +52,11 @@ pub struct LevelReport {
     /// Provider `speech_started` sent → Twilio `clear` received.
     pub barge_in: Percentiles,
     pub speech_starts_without_clear: u64,
+    /// Failover: the caller's last agent audio before the cut → first audio after it.
+    pub failover_gap: Percentiles,
+    /// Failover: the cut → the caller's first audio after it (from the fallback).
+    pub failover_recovery: Percentiles,
+    pub failovers_without_audio: u64,
     pub frames: FrameCounts,
     /// From the first call placed to the last one ended.
     pub wall_seconds: f64,
@@ -70,6 +75,8 @@ pub struct FrameCounts {
     pub caller_sent: u64,
     pub caller_received: u64,
     pub caller_lost: u64,
+    /// Failover: sent after the provider was cut, to the fallback the bench cannot see.
+    pub caller_exempt: u64,
     /// Frames the provider could not read a stamp from (altered or misaligned bytes).
     pub caller_unstamped: u64,
     pub provider_sent: u64,
@@ -117,7 +124,14 @@ pub struct UsageSample {
 }
 
 /// Joins the callers' and the provider sessions' logs into the level's figures.
-pub fn join(callers: &[CallerLog], providers: &[ProviderLog]) -> (JoinedFigures, FrameCounts) {
+/// `killed_at`: when the failover scenario cut the provider sessions. Frames sent after
+/// it minus [`IN_FLIGHT_GRACE`] are not judged (caller frames then go to the fallback,
+/// which the bench does not observe), and the failover gap is measured around it.
+pub fn join(
+    callers: &[CallerLog],
+    providers: &[ProviderLog],
+    killed_at: Option<Instant>,
+) -> (JoinedFigures, FrameCounts) {
     let mut by_call: HashMap<u16, Vec<&ProviderLog>> = HashMap::new();
     for p in providers {
         if let Some(call) = p.call {
@@ -126,6 +140,9 @@ pub fn join(callers: &[CallerLog], providers: &[ProviderLog]) -> (JoinedFigures,
     }
     let callers_by_index: HashMap<u16, &CallerLog> = callers.iter().map(|c| (c.index, c)).collect();
     let mut f = JoinedFigures::default();
+    let mut gap = new_histogram();
+    let mut recovery = new_histogram();
+    let judged = |at: Instant| killed_at.is_none_or(|k| at + IN_FLIGHT_GRACE < k);
     let mut counts = FrameCounts::default();
     let (mut setup, mut setup_gateway, mut c2p, mut c2p_setup, mut p2c, mut jitter, mut barge) = (
         new_histogram(),
@@ -146,8 +163,25 @@ pub fn join(callers: &[CallerLog], providers: &[ProviderLog]) -> (JoinedFigures,
         for seq in 0..caller.frames_sent {
             if sessions.iter().any(|p| p.caller_frames.contains(seq)) {
                 counts.caller_received += 1;
+            } else if caller
+                .started_at
+                .is_some_and(|s| !judged(s + Duration::from_millis(20 * u64::from(seq))))
+            {
+                counts.caller_exempt += 1;
             } else {
                 counts.caller_lost += 1;
+            }
+        }
+        if let Some(k) = killed_at {
+            let before = caller.media_at.iter().rev().find(|t| **t <= k);
+            let after = caller.media_at.iter().find(|t| **t > k);
+            if let Some(after) = after {
+                recovery.saturating_record((*after - k).as_micros() as u64);
+            }
+            if let (Some(before), Some(after)) = (before, after) {
+                gap.saturating_record((*after - *before).as_micros() as u64);
+            } else if caller.media_at.iter().any(|t| *t <= k) {
+                f.failovers_without_audio += 1;
             }
         }
         if let Some(total) = caller.setup() {
@@ -179,7 +213,7 @@ pub fn join(callers: &[CallerLog], providers: &[ProviderLog]) -> (JoinedFigures,
                 .iter()
                 .any(|ss| frame.at <= *ss && *ss - frame.at <= IN_FLIGHT_GRACE);
             let near_hang_up = hung_up.is_none_or(|end| frame.at + IN_FLIGHT_GRACE >= end);
-            if near_barge_in || near_hang_up {
+            if near_barge_in || near_hang_up || !judged(frame.at) {
                 counts.provider_exempt += 1;
             } else if received.is_some_and(|r| r.contains(seq as u32)) {
                 counts.provider_received += 1;
@@ -207,6 +241,8 @@ pub fn join(callers: &[CallerLog], providers: &[ProviderLog]) -> (JoinedFigures,
     f.provider_to_caller = Percentiles::of(&p2c);
     f.jitter = Percentiles::of(&jitter);
     f.barge_in = Percentiles::of(&barge);
+    f.failover_gap = Percentiles::of(&gap);
+    f.failover_recovery = Percentiles::of(&recovery);
     (f, counts)
 }
 
@@ -221,6 +257,10 @@ pub struct JoinedFigures {
     pub jitter: Percentiles,
     pub barge_in: Percentiles,
     pub speech_starts_without_clear: u64,
+    pub failover_gap: Percentiles,
+    pub failover_recovery: Percentiles,
+    /// Calls that heard the agent before the cut and nothing after it.
+    pub failovers_without_audio: u64,
 }
 
 /// Outcome counts and the first failure reasons.
@@ -298,6 +338,8 @@ pub fn table(report: &Report) -> String {
             ("provider → caller", &l.provider_to_caller),
             ("  jitter", &l.provider_to_caller_jitter),
             ("barge-in (speech_started → clear)", &l.barge_in),
+            ("failover gap (audio → audio)", &l.failover_gap),
+            ("  provider cut → first audio", &l.failover_recovery),
         ];
         for (name, p) in rows {
             let _ = writeln!(
@@ -309,10 +351,11 @@ pub fn table(report: &Report) -> String {
         let fc = &l.frames;
         let _ = writeln!(
             out,
-            "  frames caller→provider: {} sent, {} received, {} lost, {} unstamped; provider→caller: {} sent, {} judged received, {} lost, {} exempt (barge-in/hang-up), {} unstamped; {} duplicates, {} reordered, {} cross-wired",
+            "  frames caller→provider: {} sent, {} received, {} lost, {} after a failover cut, {} unstamped; provider→caller: {} sent, {} judged received, {} lost, {} exempt (barge-in/hang-up), {} unstamped; {} duplicates, {} reordered, {} cross-wired",
             fc.caller_sent,
             fc.caller_received,
             fc.caller_lost,
+            fc.caller_exempt,
             fc.caller_unstamped,
             fc.provider_sent,
             fc.provider_received,
@@ -347,4 +390,102 @@ pub fn table(report: &Report) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::provider::SentFrame;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// One call with one provider session: what arrived where, scripted.
+    fn logs(t0: Instant) -> (CallerLog, ProviderLog) {
+        let mut caller = CallerLog::new(4);
+        caller.started_at = Some(t0);
+        caller.webhook_sent_at = t0;
+        caller.first_audio_at = Some(t0 + ms(100));
+        caller.ended_at = Some(t0 + ms(10_000));
+        caller.outcome = CallOutcome::HungUp;
+        caller.frames_sent = 10;
+        let mut provider = ProviderLog::new(0x8001, t0);
+        provider.call = Some(4);
+        provider.upgraded_at = Some(t0 + ms(10));
+        provider.first_response_create_at = Some(t0 + ms(20));
+        provider.first_delta_at = Some(t0 + ms(50));
+        // Caller frame 7 never reached the provider.
+        for seq in (0..10).filter(|s| *s != 7) {
+            provider.caller_frames.insert(seq);
+        }
+        // Agent frames at 1 s, 2 s, 3 s; a speech start at 3.1 s; a hang-up at 10 s.
+        for at in [1_000, 2_000, 3_000] {
+            provider.agent_frames.push(SentFrame {
+                at: t0 + ms(at),
+                response: 0,
+            });
+        }
+        provider.speech_started.push(t0 + ms(3_100));
+        caller.clears.push(t0 + ms(3_102));
+        (caller, provider)
+    }
+
+    #[test]
+    fn a_missing_frame_is_lost_unless_a_barge_in_could_have_dropped_it() {
+        let t0 = Instant::now();
+        let (mut caller, provider) = logs(t0);
+        // Frame 0 arrived; frame 1 (sent 1 s before the barge-in) did not: lost. Frame 2
+        // was sent 100 ms before the speech start: the gateway may drop it on purpose.
+        caller.received.entry(0x8001).or_default().insert(0);
+        let (figures, counts) = join(&[caller], &[provider], None);
+        assert_eq!(
+            (
+                counts.caller_sent,
+                counts.caller_received,
+                counts.caller_lost
+            ),
+            (10, 9, 1)
+        );
+        assert_eq!(
+            (
+                counts.provider_received,
+                counts.provider_lost,
+                counts.provider_exempt
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(figures.barge_in.count, 1);
+        assert!(
+            (figures.barge_in.p50_ms - 2.0).abs() < 0.05,
+            "{:?}",
+            figures.barge_in
+        );
+        // Setup 100 ms, of which the provider's own: 10 ms handshake + 30 ms to respond.
+        assert!(
+            (figures.setup_gateway.p50_ms - 60.0).abs() < 1.0,
+            "{:?}",
+            figures.setup_gateway
+        );
+    }
+
+    #[test]
+    fn after_a_failover_cut_frames_are_not_judged_and_the_gap_is_measured() {
+        let t0 = Instant::now();
+        let (mut caller, provider) = logs(t0);
+        caller.received.entry(0x8001).or_default().insert(0);
+        caller.media_at = vec![t0 + ms(1_000), t0 + ms(1_400), t0 + ms(2_600)];
+        // Cut at 1.5 s: caller frames from 1.25 s on (none of the ten here) and agent
+        // frames after 1.25 s are not judged.
+        let (figures, counts) = join(&[caller], &[provider], Some(t0 + ms(1_500)));
+        assert_eq!(counts.provider_lost, 0, "{counts:?}");
+        assert_eq!(counts.provider_exempt, 2);
+        assert_eq!(figures.failover_gap.count, 1);
+        assert!(
+            (figures.failover_gap.p50_ms - 1_200.0).abs() < 15.0,
+            "{:?}",
+            figures.failover_gap
+        );
+        assert!((figures.failover_recovery.p50_ms - 1_100.0).abs() < 15.0);
+    }
 }

@@ -35,6 +35,9 @@ pub enum Scenario {
     Passthrough,
     /// The same calls held for a long time: the report's drift and RSS growth matter.
     Soak,
+    /// Half-way through, every provider session is cut (TCP reset); the gateway fails
+    /// over to the built-in echo provider, configured as the next in the chain.
+    Failover,
 }
 
 impl Scenario {
@@ -42,6 +45,7 @@ impl Scenario {
         match self {
             Self::Passthrough => "passthrough",
             Self::Soak => "soak",
+            Self::Failover => "failover",
         }
     }
 }
@@ -120,9 +124,10 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
     let (mut process, base, pid) = match &config.gateway {
         GatewaySource::Spawn(bin) => {
             let bin = bin.clone();
+            let with_admin = config.scenario == Scenario::Failover;
             let url = provider.url();
             let process =
-                tokio::task::spawn_blocking(move || GatewayProcess::start(&bin, &url, &[]))
+                tokio::task::spawn_blocking(move || GatewayProcess::start(&bin, &url, with_admin))
                     .await
                     .map_err(|e| RunError(e.to_string()))?
                     .map_err(|e| RunError(e.0))?;
@@ -137,6 +142,11 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
         "call": {"callGreeting": "Thanks for calling the bench.",
                  "maxCallDuration": (config.duration_secs + 60).clamp(60, 3600)}
     });
+    if config.scenario == Scenario::Failover {
+        gateway::add_platform_provider(&base, json!({"provider": "echo", "priority": 10}))
+            .await
+            .map_err(|e| RunError(format!("adding the fallback provider: {e}")))?;
+    }
     gateway::provision(&base, "openai", agent_config)
         .await
         .map_err(|e| RunError(format!("provisioning: {e}")))?;
@@ -173,9 +183,27 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
         ));
     }
     let mut callers = Vec::with_capacity(config.calls);
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(log) = done {
-            callers.push(log);
+    // Failover: cut every provider session half-way through the calls.
+    let kill_at = (config.scenario == Scenario::Failover)
+        .then(|| tokio::time::Instant::now() + Duration::from_secs(config.duration_secs) / 2);
+    let mut killed_at = None;
+    loop {
+        let kill = async {
+            match kill_at {
+                Some(at) if killed_at.is_none() => tokio::time::sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                Some(Ok(log)) => callers.push(log),
+                Some(Err(_)) => {}
+                None => break,
+            },
+            () = kill => {
+                provider.kill_sessions();
+                killed_at = Some(Instant::now());
+            }
         }
     }
     // The provider sessions close just after the calls; give them a moment.
@@ -205,7 +233,7 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
             )
         })
         .collect();
-    let (figures, frames) = report::join(&callers, &provider_logs);
+    let (figures, frames) = report::join(&callers, &provider_logs, killed_at);
     let (calls_completed, calls_failed, failures) = report::outcomes(&callers);
     let usage = match (pid, idle, end) {
         (Some(pid), Some(idle), Some(end)) => Some(usage(
@@ -239,7 +267,10 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
         provider_to_caller: figures.provider_to_caller,
         provider_to_caller_jitter: figures.jitter,
         barge_in: figures.barge_in,
+        failover_gap: figures.failover_gap,
+        failover_recovery: figures.failover_recovery,
         speech_starts_without_clear: figures.speech_starts_without_clear,
+        failovers_without_audio: figures.failovers_without_audio,
         frames,
         gateway: usage,
         gateway_crash,
