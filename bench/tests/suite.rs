@@ -160,3 +160,35 @@ async fn failover_to_the_echo_provider_keeps_every_call_and_measures_the_gap() {
     );
     assert!(level.failover_gap.count == 6 && level.failover_gap.p50_ms > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcode_through_gemini_delivers_every_caller_frame() {
+    let config = LevelConfig {
+        scenario: run::Scenario::Transcode,
+        calls: 6,
+        ramp_per_sec: 6.0,
+        duration_secs: 10,
+        provider_delay_ms: 0,
+        provider_port: 0,
+        gateway: GatewaySource::Spawn(gateway_bin()),
+        show_progress: false,
+    };
+    let level = run::passthrough(&config).await.expect("the level runs");
+    assert_eq!(level.gateway_crash, None);
+    assert_eq!(level.calls_completed, 6, "{:?}", level.failures);
+    // 6 calls × 10 s × 50 frames/s, each 640 bytes of PCM16 16 kHz at the fake Gemini.
+    assert_eq!(level.frames.caller_sent, 6 * 10 * 50);
+    assert_eq!(level.frames.caller_lost, 0, "{:?}", level.frames);
+    assert_eq!(level.setup.count, 6, "every caller heard the agent");
+    assert!(
+        level.frames.provider_received > 6 * 50,
+        "{:?}",
+        level.frames
+    );
+    assert!(
+        level
+            .gateway
+            .as_ref()
+            .is_some_and(|g| g.cpu_us_per_call_second > 0.0)
+    );
+}

@@ -32,6 +32,9 @@ enum Scenario {
     /// Pass-through calls whose provider dies half-way; the gateway fails over to the
     /// built-in echo provider. Reports the failover gap the callers heard.
     Failover(Common),
+    /// Twilio callers and Gemini Live: resampling both ways. Setup, cost and delivered
+    /// audio; no per-frame latency (stamps do not survive resampling).
+    Transcode(Common),
 }
 
 const DEFAULT_DURATION_SECS: u64 = 20;
@@ -107,6 +110,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             (run::Scenario::Soak, args)
         }
         Scenario::Failover(args) => (run::Scenario::Failover, args),
+        Scenario::Transcode(args) => (run::Scenario::Transcode, args),
     };
     let gateway = match (&args.target, &args.gateway_bin) {
         (Some(url), _) => GatewaySource::Target {

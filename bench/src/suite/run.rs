@@ -16,6 +16,7 @@ use super::marker::StampClock;
 use super::provider::{ProbeProvider, ProviderLog};
 use super::report::{self, GatewayUsage, LevelReport, UsageSample};
 use crate::audio;
+use crate::fakes::gemini::{FakeGemini, GeminiBehaviour};
 use crate::fakes::openai::OpenAiBehaviour;
 
 /// Where the gateway comes from.
@@ -35,6 +36,10 @@ pub enum Scenario {
     Passthrough,
     /// The same calls held for a long time: the report's drift and RSS growth matter.
     Soak,
+    /// Twilio + Gemini Live: µ-law 8 kHz resampled to PCM16 16 kHz in and 24 kHz out.
+    /// Stamps do not survive resampling, so this reports setup, cost and delivered audio
+    /// by byte count, not per-frame latency.
+    Transcode,
     /// Half-way through, every provider session is cut (TCP reset); the gateway fails
     /// over to the built-in echo provider, configured as the next in the chain.
     Failover,
@@ -46,6 +51,7 @@ impl Scenario {
             Self::Passthrough => "passthrough",
             Self::Soak => "soak",
             Self::Failover => "failover",
+            Self::Transcode => "transcode",
         }
     }
 }
@@ -107,6 +113,40 @@ pub fn provider_behaviour(delay_ms: u64) -> OpenAiBehaviour {
     .with_agent_audio_ms(AGENT_REPLY_MS)
 }
 
+/// The fake Gemini: replies of [`AGENT_REPLY_MS`] paced in real time in 100 ms chunks.
+pub fn gemini_behaviour(delay_ms: u64) -> GeminiBehaviour {
+    GeminiBehaviour {
+        response_delay_ms: delay_ms,
+        chunk_ms: 100,
+        chunk_interval_ms: 100,
+        ..GeminiBehaviour::default()
+    }
+    .with_agent_audio_ms(AGENT_REPLY_MS)
+}
+
+/// Transcode loss by byte count: every 20 ms caller frame must reach Gemini as 640 bytes
+/// of PCM16 16 kHz. Agent audio is not judged (barge-ins cut it by design, and without
+/// stamps the bench cannot tell which frames those were).
+fn transcode_frames(
+    frames: &mut report::FrameCounts,
+    callers: &[super::caller::CallerLog],
+    sessions: &[crate::fakes::gemini::SessionRecord],
+) {
+    const PCM16_16K_FRAME_BYTES: u64 = 640;
+    let received = sessions.iter().map(|s| s.audio_bytes_in).sum::<u64>() / PCM16_16K_FRAME_BYTES;
+    let sent: u64 = callers.iter().map(|c| u64::from(c.frames_sent)).sum();
+    frames.caller_received = received.min(sent);
+    frames.caller_lost = sent.saturating_sub(received);
+    frames.caller_unstamped = 0;
+    frames.provider_sent = sessions.iter().map(|s| s.audio_bytes_out).sum::<u64>() / 960;
+    // The callers hear µ-law: 160 bytes per 20 ms frame.
+    frames.provider_received = callers.iter().map(|c| c.unstamped).sum();
+    frames.provider_unstamped = 0;
+    frames.provider_exempt = frames
+        .provider_sent
+        .saturating_sub(frames.provider_received);
+}
+
 /// Runs the pass-through scenario (Twilio + OpenAI, µ-law straight through) at one level;
 /// `soak` is the same traffic held longer.
 pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> {
@@ -124,7 +164,7 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
     let (mut process, base, pid) = match &config.gateway {
         GatewaySource::Spawn(bin) => {
             let bin = bin.clone();
-            let with_admin = config.scenario == Scenario::Failover;
+            let with_admin = matches!(config.scenario, Scenario::Failover | Scenario::Transcode);
             let url = provider.url();
             let process =
                 tokio::task::spawn_blocking(move || GatewayProcess::start(&bin, &url, with_admin))
@@ -147,7 +187,23 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
             .await
             .map_err(|e| RunError(format!("adding the fallback provider: {e}")))?;
     }
-    gateway::provision(&base, "openai", agent_config)
+    // Transcode: Gemini's URL can only come from an admin provider config.
+    let gemini = match config.scenario {
+        Scenario::Transcode => {
+            let fake = FakeGemini::start(gemini_behaviour(config.provider_delay_ms))
+                .await
+                .map_err(|e| RunError(format!("fake Gemini: {e}")))?;
+            let body = json!({"provider": "gemini", "priority": 0, "base_url": fake.url(),
+                              "api_key": "bench-gemini-key"});
+            gateway::add_platform_provider(&base, body)
+                .await
+                .map_err(|e| RunError(format!("configuring Gemini: {e}")))?;
+            Some(fake)
+        }
+        _ => None,
+    };
+    let voice_provider = if gemini.is_some() { "google" } else { "openai" };
+    gateway::provision(&base, voice_provider, agent_config)
         .await
         .map_err(|e| RunError(format!("provisioning: {e}")))?;
 
@@ -233,7 +289,10 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
             )
         })
         .collect();
-    let (figures, frames) = report::join(&callers, &provider_logs, killed_at);
+    let (figures, mut frames) = report::join(&callers, &provider_logs, killed_at);
+    if let Some(gemini) = &gemini {
+        transcode_frames(&mut frames, &callers, &gemini.sessions());
+    }
     let (calls_completed, calls_failed, failures) = report::outcomes(&callers);
     let usage = match (pid, idle, end) {
         (Some(pid), Some(idle), Some(end)) => Some(usage(
