@@ -166,7 +166,7 @@ fn latency_chart(level: &LevelReport) -> String {
     let max = rows.iter().map(|(_, p)| p.p999_ms).fold(1.0_f64, f64::max);
     // log10 from 0.01 ms to the largest value.
     let (lo, hi) = (-2.0_f64, max.log10().ceil().max(0.0));
-    let x = |ms: f64| left + (ms.max(0.01).log10() - lo) / (hi - lo) * (width - left - 20.0);
+    let x = |ms: f64| left + (ms.max(0.01).log10() - lo) / (hi - lo) * (width - left - 110.0);
     let mut svg = format!(
         r#"<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="latency percentiles">"#
     );
@@ -274,17 +274,30 @@ fn line_chart(title: &str, x_label: &str, data: &[(f64, f64)], colour: &str) -> 
         r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
         path.join(" ")
     );
-    for (x, y) in data {
-        let _ = write!(
-            svg,
-            r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"><title>{x}: {y:.1}</title></circle><text x="{:.1}" y="{:.1}" text-anchor="middle">{x}</text><text x="{:.1}" y="{:.1}" text-anchor="middle">{y:.0}</text>"#,
-            px(*x),
-            py(*y),
-            px(*x),
-            h - bottom + 14.0,
-            px(*x),
-            py(*y) - 8.0
-        );
+    // Few points (levels): label each. Many (a time series): a plain line, six ticks.
+    if data.len() <= 12 {
+        for (x, y) in data {
+            let _ = write!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"><title>{x}: {y:.1}</title></circle><text x="{:.1}" y="{:.1}" text-anchor="middle">{x}</text><text x="{:.1}" y="{:.1}" text-anchor="middle">{y:.0}</text>"#,
+                px(*x),
+                py(*y),
+                px(*x),
+                h - bottom + 14.0,
+                px(*x),
+                py(*y) - 8.0
+            );
+        }
+    } else {
+        for i in 0..=5 {
+            let x = x_max * f64::from(i) / 5.0;
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{x:.0}</text>"#,
+                px(x),
+                h - bottom + 14.0
+            );
+        }
     }
     svg.push_str("</svg>");
     svg
