@@ -25,7 +25,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use super::gateway::{AGENT_NUMBER, PUBLIC_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN};
+use super::gateway::{PUBLIC_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN};
 use super::marker::{self, FrameReader, Stamp, StampClock};
 use super::stats::{Direction, SeqSet, new_histogram};
 use crate::fakes::twilio::signature::sign;
@@ -165,10 +165,11 @@ impl Listener {
     }
 }
 
-/// Places one call at `base` (`http://ADDR` of the gateway) and plays `script`.
+/// Places one call to `number` at `base` (`http://ADDR` of the gateway) and plays `script`.
 pub async fn run_call(
     index: u16,
     base: String,
+    number: Arc<str>,
     script: Arc<[u8]>,
     clock: StampClock,
     progress: Arc<Progress>,
@@ -176,7 +177,7 @@ pub async fn run_call(
     let mut log = CallerLog::new(index);
     progress.placed.fetch_add(1, Ordering::Relaxed);
     progress.active.fetch_add(1, Ordering::Relaxed);
-    let result = call(&mut log, &base, &script, clock, &progress).await;
+    let result = call(&mut log, &base, &number, &script, clock, &progress).await;
     log.ended_at.get_or_insert_with(Instant::now);
     log.outcome = match result {
         Ok(outcome) => outcome,
@@ -194,12 +195,13 @@ pub async fn run_call(
 async fn call(
     log: &mut CallerLog,
     base: &str,
+    number: &str,
     script: &[u8],
     clock: StampClock,
     progress: &Progress,
 ) -> Result<CallOutcome, String> {
     let from = format!("+1202555{:04}", log.index % 10_000);
-    let params = CallParams::new(TWILIO_ACCOUNT_SID, &from, AGENT_NUMBER);
+    let params = CallParams::new(TWILIO_ACCOUNT_SID, &from, number);
     log.webhook_sent_at = Instant::now();
     let reply = FakeTwilio::voice_webhook(base, PUBLIC_URL, TWILIO_AUTH_TOKEN, &params)
         .await

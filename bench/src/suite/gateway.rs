@@ -15,8 +15,12 @@ use serde_json::{Value, json};
 pub const PUBLIC_URL: &str = "https://bench.vocalized.test";
 pub const TWILIO_ACCOUNT_SID: &str = "ACbe0c0000000000000000000000000000";
 pub const TWILIO_AUTH_TOKEN: &str = "bench-twilio-auth-token";
-/// The agent's number; every simulated caller dials it.
-pub const AGENT_NUMBER: &str = "+14155550199";
+/// A fresh agent number in the fictional 555-01xx range, so that runs against the same
+/// (`--target`) gateway do not collide on it; every caller of a run dials it.
+pub fn agent_number() -> String {
+    let n = u64::from_str_radix(&crate::fakes::random_hex(8), 16).unwrap_or(0);
+    format!("+1415{:03}01{:02}", 200 + n % 800, (n / 800) % 100)
+}
 
 /// Why the gateway could not be started or provisioned.
 #[derive(Debug)]
@@ -232,7 +236,7 @@ impl Drop for GatewayProcess {
     }
 }
 
-/// An owner account with a live agent on [`AGENT_NUMBER`].
+/// An owner account with a live agent on `number`.
 pub struct Provisioned {
     pub base: String,
     pub workspace_id: String,
@@ -270,12 +274,13 @@ fn field(value: &Value, pointer: &str) -> Result<String, GatewayError> {
         .ok_or_else(|| err(format!("no {pointer} in {value}")))
 }
 
-/// Signs up, creates a workspace, the number and an agent with `voice_provider` and
+/// Signs up, creates a workspace, `number` and an agent with `voice_provider` and
 /// `agent_config`, and activates it.
 pub async fn provision(
     base: &str,
     voice_provider: &str,
     agent_config: Value,
+    number: &str,
 ) -> Result<Provisioned, GatewayError> {
     let http = reqwest::Client::new();
     let email = format!("bench-{}@bench.vocalized.test", crate::fakes::random_hex(8));
@@ -304,7 +309,7 @@ pub async fn provision(
         base,
         t,
         &ws("/phone-numbers"),
-        json!({"phone_number": AGENT_NUMBER}),
+        json!({"phone_number": number}),
     )
     .await?;
     let number_id = field(&number, "/phone_number/id")?;
@@ -415,6 +420,15 @@ mod tests {
         );
         assert_eq!(parse_proc("garbage", status, 100), None);
         assert_eq!(parse_proc(stat, "Name:\tx\n", 100), None);
+    }
+
+    #[test]
+    fn agent_numbers_are_e164_and_differ_between_runs() {
+        let a = agent_number();
+        assert!(a.starts_with("+1415") && a.len() == 12, "{a}");
+        assert!(a[1..].chars().all(|c| c.is_ascii_digit()));
+        let others: std::collections::HashSet<String> = (0..20).map(|_| agent_number()).collect();
+        assert!(others.len() > 1);
     }
 
     #[test]

@@ -203,7 +203,8 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
         _ => None,
     };
     let voice_provider = if gemini.is_some() { "google" } else { "openai" };
-    gateway::provision(&base, voice_provider, agent_config)
+    let number: Arc<str> = gateway::agent_number().into();
+    gateway::provision(&base, voice_provider, agent_config, &number)
         .await
         .map_err(|e| RunError(format!("provisioning: {e}")))?;
 
@@ -233,6 +234,7 @@ pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> 
         tasks.spawn(run_call(
             i as u16,
             base.clone(),
+            number.clone(),
             script.clone(),
             clock,
             progress.clone(),
