@@ -120,6 +120,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         (None, Some(bin)) => GatewaySource::Spawn(bin.clone()),
         (None, None) => GatewaySource::Spawn(default_gateway_bin().map_err(|e| e.to_string())?),
     };
+    if args.target.is_some()
+        && matches!(scenario, run::Scenario::Failover | run::Scenario::Transcode)
+    {
+        return Err(format!(
+            "{} configures providers through the admin API of a gateway it starts itself; \
+             drop --target",
+            scenario.name()
+        ));
+    }
     if args
         .calls
         .iter()
