@@ -58,7 +58,7 @@ async fn passthrough_at_ci_scale_loses_no_frame_and_reports_every_figure() {
         gateway: GatewaySource::Spawn(gateway_bin()),
         show_progress: false,
     };
-    let level = run::passthrough(&config).await.expect("the level runs");
+    let level = run::run_level(&config).await.expect("the level runs");
     let report = Report {
         tool: "test".into(),
         command: "suite.rs".into(),
@@ -145,7 +145,7 @@ async fn failover_to_the_echo_provider_keeps_every_call_and_measures_the_gap() {
         gateway: GatewaySource::Spawn(gateway_bin()),
         show_progress: false,
     };
-    let level = run::passthrough(&config).await.expect("the level runs");
+    let level = run::run_level(&config).await.expect("the level runs");
     assert_eq!(level.gateway_crash, None);
     // The fallback took over: no call was ended with an apology.
     assert_eq!(level.calls_completed, 6, "{:?}", level.failures);
@@ -173,7 +173,7 @@ async fn transcode_through_gemini_delivers_every_caller_frame() {
         gateway: GatewaySource::Spawn(gateway_bin()),
         show_progress: false,
     };
-    let level = run::passthrough(&config).await.expect("the level runs");
+    let level = run::run_level(&config).await.expect("the level runs");
     assert_eq!(level.gateway_crash, None);
     assert_eq!(level.calls_completed, 6, "{:?}", level.failures);
     // 6 calls × 10 s × 50 frames/s, each 640 bytes of PCM16 16 kHz at the fake Gemini.

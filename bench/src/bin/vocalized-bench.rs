@@ -164,7 +164,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 args.duration_secs
             );
         }
-        let level = run::passthrough(&config).await.map_err(|e| e.to_string())?;
+        let level = run::run_level(&config).await.map_err(|e| e.to_string())?;
         report.levels.push(level);
     }
     print!("{}", table(&report));

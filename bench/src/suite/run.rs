@@ -24,8 +24,8 @@ use crate::fakes::openai::OpenAiBehaviour;
 pub enum GatewaySource {
     /// Start this `vocalized` binary, one fresh process per level.
     Spawn(PathBuf),
-    /// A gateway someone else started at `url` with the bench's Twilio account, the
-    /// provider at `provider_url` and (optionally) its pid for /proc sampling.
+    /// A gateway someone else started at `url`, with the bench's Twilio account and its
+    /// OpenAI URL on the fake's `provider_port`; its pid (optional) for /proc sampling.
     Target { url: String, pid: Option<u32> },
 }
 
@@ -147,9 +147,9 @@ fn transcode_frames(
         .saturating_sub(frames.provider_received);
 }
 
-/// Runs the pass-through scenario (Twilio + OpenAI, µ-law straight through) at one level;
-/// `soak` is the same traffic held longer.
-pub async fn passthrough(config: &LevelConfig) -> Result<LevelReport, RunError> {
+/// Runs `config.scenario` at one level. Every scenario shares the pass-through traffic;
+/// `transcode` swaps the provider for Gemini and `failover` cuts it half-way.
+pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
     let epoch = Instant::now();
     let clock = StampClock::new(epoch);
     let progress = Arc::new(Progress::default());
