@@ -341,7 +341,7 @@ pub fn table(report: &Report) -> String {
             ("failover gap (audio → audio)", &l.failover_gap),
             ("  provider cut → first audio", &l.failover_recovery),
         ];
-        for (name, p) in rows {
+        for (name, p) in rows.into_iter().filter(|(_, p)| p.count > 0) {
             let _ = writeln!(
                 out,
                 "  {name:<34} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
