@@ -145,6 +145,21 @@ fn bad_browser_call_network_settings_are_refused() {
 }
 
 #[test]
+fn every_provider_url_is_checked() {
+    for (var, name) in [
+        ("VOCALIZED_GEMINI_URL", "Gemini"),
+        ("VOCALIZED_ELEVENLABS_URL", "ElevenLabs"),
+        ("VOCALIZED_DEEPGRAM_URL", "Deepgram"),
+    ] {
+        assert_config_error(
+            &["serve"],
+            &[(var, "https://example.com/not-a-websocket")],
+            &format!("invalid {name} URL"),
+        );
+    }
+}
+
+#[test]
 fn bad_database_url_is_refused_before_binding() {
     assert_config_error(
         &["serve", "--database-url", "mysql://root:pw@db/vz"],
@@ -321,7 +336,8 @@ fn first_start_generates_the_master_key_and_later_starts_reuse_it() {
     let key_path = tmp.0.join("data/master.key");
 
     let (mut first, _) = start_serve(&tmp.0);
-    assert!(first.terminate().success());
+    let status = first.terminate();
+    assert!(status.success(), "{status:?} {}", first.stderr_so_far());
     let stderr = first.stderr_so_far();
     assert!(stderr.contains("generated a new master key"), "{stderr}");
     let key = std::fs::read_to_string(&key_path).unwrap();

@@ -19,10 +19,23 @@ pub struct ProviderEndpoint {
     pub api_key: Option<Secret>,
 }
 
+impl ProviderEndpoint {
+    /// `url` with no platform key.
+    pub fn at(url: &str) -> Self {
+        Self {
+            url: url.into(),
+            api_key: None,
+        }
+    }
+}
+
 /// A STUN or TURN server (shared with the media plane's peer).
 pub use vocalized_shared::ice::IceServer;
 
 pub const OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
+pub const GEMINI_LIVE_URL: &str = "wss://generativelanguage.googleapis.com/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
+pub const ELEVENLABS_AGENTS_URL: &str = "wss://api.elevenlabs.io/v1/convai/conversation";
+pub const DEEPGRAM_AGENT_URL: &str = "wss://agent.deepgram.com/v1/agent/converse";
 
 /// Everything the control plane needs to start.
 #[derive(Clone, Debug)]
@@ -38,7 +51,12 @@ pub struct ControlConfig {
     /// Trust the first `X-Forwarded-For` address as the client's (only behind a proxy you run).
     pub trust_forwarded_for: bool,
     pub twilio: Option<TwilioAccount>,
+    /// Each provider's endpoint and platform key from the environment (the admin provider
+    /// config overrides both).
     pub openai: ProviderEndpoint,
+    pub gemini: ProviderEndpoint,
+    pub elevenlabs: ProviderEndpoint,
+    pub deepgram: ProviderEndpoint,
     /// Handed to the widget; empty means host candidates only (fine on a LAN or localhost).
     pub ice_servers: Vec<IceServer>,
 }
@@ -53,11 +71,26 @@ impl ControlConfig {
             rate_limits: RateLimits::default(),
             trust_forwarded_for: false,
             twilio: None,
-            openai: ProviderEndpoint {
-                url: OPENAI_REALTIME_URL.into(),
-                api_key: None,
-            },
+            openai: ProviderEndpoint::at(OPENAI_REALTIME_URL),
+            gemini: ProviderEndpoint::at(GEMINI_LIVE_URL),
+            elevenlabs: ProviderEndpoint::at(ELEVENLABS_AGENTS_URL),
+            deepgram: ProviderEndpoint::at(DEEPGRAM_AGENT_URL),
             ice_servers: Vec::new(),
+        }
+    }
+
+    /// The environment's endpoint for a provider (`None` for the built-in echo).
+    pub fn endpoint(
+        &self,
+        kind: vocalized_shared::plan::ProviderKind,
+    ) -> Option<&ProviderEndpoint> {
+        use vocalized_shared::plan::ProviderKind;
+        match kind {
+            ProviderKind::Openai => Some(&self.openai),
+            ProviderKind::Gemini => Some(&self.gemini),
+            ProviderKind::Elevenlabs => Some(&self.elevenlabs),
+            ProviderKind::Deepgram => Some(&self.deepgram),
+            ProviderKind::Echo => None,
         }
     }
 

@@ -417,7 +417,27 @@ async fn failure_events_open_the_circuit_and_the_next_plan_skips_it(app: TestApp
     assert_eq!(app.state.health.tracked_calls(), 0, "every call ended");
 }
 
+async fn providers_keyed_in_the_environment_join_the_chain_at_their_configured_url(app: TestApp) {
+    let ws = workspace_with_agent(&app, "env@a.example", "google", None).await;
+    // Without an environment key Gemini has no key at all: only OpenAI can serve.
+    let plain = web_plan(&app, &ws).await.unwrap();
+    assert_eq!(kinds(&plain), [ProviderKind::Openai]);
+
+    let mut config = (*app.state.config).clone();
+    config.gemini.url = "ws://127.0.0.1:9/gemini-fake".into();
+    config.gemini.api_key = Some(vocalized_shared::plan::Secret("AIza-env".into()));
+    let state = vocalized_control::AppState::new(app.state.db.clone(), config);
+    let ip = format!("10.1.0.{}", rand_octet());
+    let plan = plan::start_web_call(&state, &ws.widget_key, &ip)
+        .await
+        .unwrap();
+    assert_eq!(kinds(&plan), [ProviderKind::Gemini, ProviderKind::Openai]);
+    assert_eq!(plan.providers[0].url, "ws://127.0.0.1:9/gemini-fake");
+    assert_eq!(plan.providers[0].api_key.expose(), "AIza-env");
+}
+
 on_both_databases!(
+    providers_keyed_in_the_environment_join_the_chain_at_their_configured_url,
     a_byo_key_wins_and_never_reaches_another_workspace,
     the_chain_follows_the_workspace_strategy,
     failure_events_open_the_circuit_and_the_next_plan_skips_it,

@@ -60,6 +60,9 @@ pub struct ServeConfig {
     trust_forwarded_for: bool,
     twilio: Option<TwilioAccount>,
     openai: ProviderEndpoint,
+    gemini: ProviderEndpoint,
+    elevenlabs: ProviderEndpoint,
+    deepgram: ProviderEndpoint,
     pub webrtc_bind_ip: IpAddr,
     pub public_ip: Option<IpAddr>,
     pub ice_servers: Vec<IceServer>,
@@ -73,11 +76,17 @@ impl ServeConfig {
             .map(public_url)
             .transpose()?;
         let twilio = twilio_account(&args.platform)?;
-        let openai = ProviderEndpoint {
-            url: provider_url("OpenAI", &args.platform.openai_realtime_url)?,
-            api_key: non_empty(args.platform.openai_api_key.as_deref())
-                .map(|key| Secret(key.to_owned())),
+        let endpoint = |name: &str, url: &str, key: &Option<String>| {
+            Ok::<_, ConfigError>(ProviderEndpoint {
+                url: provider_url(name, url)?,
+                api_key: non_empty(key.as_deref()).map(|key| Secret(key.to_owned())),
+            })
         };
+        let p = &args.platform;
+        let openai = endpoint("OpenAI", &p.openai_realtime_url, &p.openai_api_key)?;
+        let gemini = endpoint("Gemini", &p.gemini_url, &p.gemini_api_key)?;
+        let elevenlabs = endpoint("ElevenLabs", &p.elevenlabs_url, &p.elevenlabs_api_key)?;
+        let deepgram = endpoint("Deepgram", &p.deepgram_url, &p.deepgram_api_key)?;
         let webrtc_bind_ip = ip_setting("VOCALIZED_WEBRTC_BIND_IP", &args.webrtc_bind_ip)?;
         let public_ip = non_empty(args.public_ip.as_deref())
             .map(|ip| ip_setting("VOCALIZED_PUBLIC_IP", ip))
@@ -106,6 +115,9 @@ impl ServeConfig {
             trust_forwarded_for: args.trust_forwarded_for,
             twilio,
             openai,
+            gemini,
+            elevenlabs,
+            deepgram,
             webrtc_bind_ip,
             public_ip,
             ice_servers,
@@ -133,6 +145,9 @@ impl ServeConfig {
         config.trust_forwarded_for = self.trust_forwarded_for;
         config.twilio = self.twilio.clone();
         config.openai = self.openai.clone();
+        config.gemini = self.gemini.clone();
+        config.elevenlabs = self.elevenlabs.clone();
+        config.deepgram = self.deepgram.clone();
         config.ice_servers = self.ice_servers.clone();
         config
     }
@@ -571,10 +586,10 @@ mod tests {
             key_source: KeySource::Given,
             trust_forwarded_for: false,
             twilio: None,
-            openai: ProviderEndpoint {
-                url: String::new(),
-                api_key: None,
-            },
+            openai: ProviderEndpoint::at(""),
+            gemini: ProviderEndpoint::at(""),
+            elevenlabs: ProviderEndpoint::at(""),
+            deepgram: ProviderEndpoint::at(""),
             webrtc_bind_ip: [0, 0, 0, 0].into(),
             public_ip: None,
             ice_servers: Vec::new(),
@@ -692,6 +707,12 @@ mod tests {
             twilio_auth_token: token.map(Into::into),
             openai_realtime_url: String::new(),
             openai_api_key: None,
+            gemini_url: String::new(),
+            gemini_api_key: None,
+            elevenlabs_url: String::new(),
+            elevenlabs_api_key: None,
+            deepgram_url: String::new(),
+            deepgram_api_key: None,
         };
         assert!(twilio_account(&args(None, None)).unwrap().is_none());
         let account = twilio_account(&args(Some("AC123"), Some("tok")))

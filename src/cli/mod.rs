@@ -119,6 +119,42 @@ pub struct PlatformAccountArgs {
         value_name = "KEY"
     )]
     pub openai_api_key: Option<String>,
+    /// Gemini Live WebSocket URL (a regional endpoint, a proxy or a fake).
+    #[arg(long, env = "VOCALIZED_GEMINI_URL", value_name = "URL",
+          default_value = vocalized_control::config::GEMINI_LIVE_URL)]
+    pub gemini_url: String,
+    /// The platform's Gemini API key.
+    #[arg(
+        long,
+        env = "VOCALIZED_GEMINI_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub gemini_api_key: Option<String>,
+    /// ElevenLabs Agents WebSocket URL.
+    #[arg(long, env = "VOCALIZED_ELEVENLABS_URL", value_name = "URL",
+          default_value = vocalized_control::config::ELEVENLABS_AGENTS_URL)]
+    pub elevenlabs_url: String,
+    /// The platform's ElevenLabs API key.
+    #[arg(
+        long,
+        env = "VOCALIZED_ELEVENLABS_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub elevenlabs_api_key: Option<String>,
+    /// Deepgram Voice Agent WebSocket URL.
+    #[arg(long, env = "VOCALIZED_DEEPGRAM_URL", value_name = "URL",
+          default_value = vocalized_control::config::DEEPGRAM_AGENT_URL)]
+    pub deepgram_url: String,
+    /// The platform's Deepgram API key.
+    #[arg(
+        long,
+        env = "VOCALIZED_DEEPGRAM_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub deepgram_api_key: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

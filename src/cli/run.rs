@@ -80,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
+    let signals = ShutdownSignals::install()?;
     let config = ServeConfig::from_args(&args, mode)?;
     if let KeySource::Generated(path) = &config.key_source {
         // Said on stderr whatever RUST_LOG is: losing this file loses every stored secret.
@@ -124,7 +125,7 @@ async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
     if args.demo && mode == Mode::All {
         print_demo(&db, &args.database.data_dir, &public_url).await?;
     }
-    let served = serve_until_shutdown(listener, app, || drain_calls(node)).await;
+    let served = serve_until_shutdown(listener, app, signals, || drain_calls(node)).await;
     if let Some(writer) = event_writer {
         // The writer ends once the last call task has dropped its link; waiting for it
         // means every usage and ended event is in the database before the pool closes.
@@ -182,13 +183,14 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 }
 
 async fn media(args: MediaArgs) -> Result<(), Failure> {
+    let signals = ShutdownSignals::install()?;
     let listen = config::listen_addr(&args.listen)?;
     let listener = bind(listen).await?;
     let bound = listener.local_addr().context("reading the bound address")?;
     let state = NodeState::new();
     let app = vocalized_media::io::node::router(state.clone());
     println!("vocalized media listening on http://{bound}");
-    serve_until_shutdown(listener, app, move || drain_calls(state))
+    serve_until_shutdown(listener, app, signals, move || drain_calls(state))
         .await
         .map_err(Failure::Runtime)
 }
@@ -360,6 +362,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Failure> {
 async fn serve_until_shutdown<D, F>(
     listener: TcpListener,
     app: axum::Router,
+    mut signals: ShutdownSignals,
     drain: D,
 ) -> anyhow::Result<()>
 where
@@ -379,7 +382,7 @@ where
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("the server stopped"),
-        () = shutdown_signal() => {}
+        () = signals.recv() => {}
     }
     tracing::info!("shutdown requested: draining");
     tokio::select! {
@@ -396,30 +399,38 @@ where
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for SIGINT: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT and SIGTERM, listened for from the moment the process starts: a signal that
+/// arrives while the server is still starting (or printing its first lines) stops it
+/// gracefully instead of killing it with the default action.
+pub struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    pub fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

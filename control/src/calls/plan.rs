@@ -12,7 +12,8 @@
 //!   `workspace_provider_configs` row for it (its priority and enabled flag win, and its
 //!   own sealed key when `uses_platform_key = 0`: a BYO key always wins over the
 //!   platform's); OpenAI from the environment (`ControlConfig.openai`) when the platform
-//!   has no row for it; the built-in echo when the agent asks for it;
+//!   has no row for it, and Gemini, ElevenLabs and Deepgram when the environment gives
+//!   their key; the built-in echo when the agent asks for it;
 //! - the workspace's strategy (`workspace_provider_strategies`; none, or one that no
 //!   longer parses, is `auto`) combined with the agent's provider (see
 //!   [`effective_strategy`]: under `auto` the agent's provider goes first);
@@ -90,13 +91,10 @@ fn kind_of(name: &str) -> Option<ProviderKind> {
 
 /// Where a provider is when its platform config sets no `base_url`.
 fn default_url(config: &ControlConfig, kind: ProviderKind) -> String {
-    match kind {
-        ProviderKind::Openai => config.openai.url.clone(),
-        ProviderKind::Gemini => GEMINI_LIVE_URL.into(),
-        ProviderKind::Elevenlabs => ELEVENLABS_AGENTS_URL.into(),
-        ProviderKind::Deepgram => DEEPGRAM_AGENT_URL.into(),
+    match config.endpoint(kind) {
+        Some(endpoint) => endpoint.url.clone(),
         // The built-in diagnostic provider runs inside the media plane.
-        ProviderKind::Echo => "builtin:echo".into(),
+        None => "builtin:echo".into(),
     }
 }
 
@@ -112,10 +110,6 @@ fn default_model(kind: ProviderKind) -> &'static str {
         ProviderKind::Echo => "echo",
     }
 }
-
-pub const GEMINI_LIVE_URL: &str = "wss://generativelanguage.googleapis.com/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
-pub const ELEVENLABS_AGENTS_URL: &str = "wss://api.elevenlabs.io/v1/convai/conversation";
-pub const DEEPGRAM_AGENT_URL: &str = "wss://agent.deepgram.com/v1/agent/converse";
 
 /// A model named in a provider config's JSON (`model`, or for ElevenLabs `agent_id`).
 fn configured_model(config_json: Option<&str>, kind: ProviderKind) -> Option<String> {
@@ -226,8 +220,19 @@ async fn load_offers(
             "{}".into(),
         )
     };
-    if !platform.iter().any(|p| p.0 == "openai") {
-        platform.push(implicit("openai"));
+    // OpenAI is always offered (as before provider configs existed); the others when the
+    // environment gives a platform key for them.
+    for kind in [
+        ProviderKind::Openai,
+        ProviderKind::Gemini,
+        ProviderKind::Elevenlabs,
+        ProviderKind::Deepgram,
+    ] {
+        let from_env = kind == ProviderKind::Openai
+            || config.endpoint(kind).is_some_and(|e| e.api_key.is_some());
+        if from_env && !platform.iter().any(|p| p.0 == kind.as_str()) {
+            platform.push(implicit(kind.as_str()));
+        }
     }
     if agent_provider == Some("echo") && !platform.iter().any(|p| p.0 == "echo") {
         platform.push(implicit("echo"));
@@ -246,11 +251,8 @@ async fn load_offers(
             .or_else(|| configured_model(mine.map(|w| w.3.as_str()), kind))
             .or_else(|| configured_model(Some(&platform_config), kind))
             .unwrap_or_else(|| default_model(kind).to_owned());
-        let platform_key = open_key(config, sealed.as_deref(), &name, "platform").or_else(|| {
-            (kind == ProviderKind::Openai)
-                .then(|| config.openai.api_key.clone())
-                .flatten()
-        });
+        let platform_key = open_key(config, sealed.as_deref(), &name, "platform")
+            .or_else(|| config.endpoint(kind).and_then(|e| e.api_key.clone()));
         let workspace_key = mine
             .filter(|w| w.1 == 0)
             .and_then(|w| open_key(config, w.2.as_deref(), &name, "workspace"));
