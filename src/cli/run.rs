@@ -371,6 +371,12 @@ where
 {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // The peer address feeds per-address rate limits and the browser-call limit.
+    // Nagle off: Media Streams frames (20 ms each) must not wait for the previous one's ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

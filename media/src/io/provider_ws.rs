@@ -57,7 +57,12 @@ pub async fn connect(
             .map_err(|_| ConnectError::BadUrl(format!("{name} is not a header name")))?;
         request.headers_mut().insert(name, value);
     }
-    match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request)).await {
+    match tokio::time::timeout(
+        timeout, // Nagle off: 20 ms audio frames must not wait for the previous one's ACK.
+        tokio_tungstenite::connect_async_with_config(request, None, true),
+    )
+    .await
+    {
         Err(_) => Err(ConnectError::Timeout(timeout)),
         Ok(Err(e)) => Err(ConnectError::Refused(e.to_string())),
         Ok(Ok((socket, _response))) => Ok(socket),
