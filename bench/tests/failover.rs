@@ -207,7 +207,9 @@ async fn an_openai_session_near_its_time_cap_rolls_over_to_a_reseeded_one() {
     // Each new session knows the conversation and none greets the caller again.
     let later = &sessions[1..];
     assert!(
-        later.iter().all(|s| s.responses_started <= s.speech_started),
+        later
+            .iter()
+            .all(|s| s.responses_started <= s.speech_started),
         "a later session greeted the caller"
     );
     let seeded = serde_json::to_string(&later.last().unwrap().item_creates).unwrap();
