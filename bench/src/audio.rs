@@ -91,6 +91,20 @@ pub fn agent_reply() -> Vec<u8> {
     load_fixture("agent_reply.ulaw").unwrap_or_else(|| tone_bursts(1500))
 }
 
+/// The agent reply looped or cut to exactly `ms` of 8 kHz µ-law: what every fake
+/// provider plays back, at the length a test asks for.
+pub fn agent_reply_ms(ms: u32) -> Vec<u8> {
+    let clip = agent_reply();
+    if clip.is_empty() {
+        return silence(ms);
+    }
+    clip.iter()
+        .copied()
+        .cycle()
+        .take(ms as usize * BYTES_PER_MS)
+        .collect()
+}
+
 /// RMS of µ-law audio in dBFS relative to i16 full scale (-inf dB is clamped to -120).
 pub fn rms_dbfs(ulaw: &[u8]) -> f32 {
     if ulaw.is_empty() {

@@ -85,7 +85,7 @@ impl Default for ElevenLabsBehaviour {
             caller_lines: vec!["Hello, I would like to check my order.".into()],
             agent_lines: vec!["Sure, what is your order number?".into()],
             first_message: String::new(),
-            agent_audio: fit(&crate::audio::agent_reply(), 1500).into(),
+            agent_audio: crate::audio::agent_reply_ms(1500).into(),
             chunk_ms: 100,
             chunk_interval_ms: 0,
             ready_delay_ms: 0,
@@ -101,7 +101,7 @@ impl Default for ElevenLabsBehaviour {
 impl ElevenLabsBehaviour {
     /// The default reply audio cut or looped to `ms`.
     pub fn with_agent_audio_ms(mut self, ms: u32) -> Self {
-        self.agent_audio = fit(&crate::audio::agent_reply(), ms).into();
+        self.agent_audio = crate::audio::agent_reply_ms(ms).into();
         self
     }
 
@@ -109,14 +109,6 @@ impl ElevenLabsBehaviour {
         self.failure = Some(failure);
         self
     }
-}
-
-fn fit(clip: &[u8], ms: u32) -> Vec<u8> {
-    let len = ms as usize * crate::audio::BYTES_PER_MS;
-    if clip.is_empty() {
-        return crate::audio::silence(ms);
-    }
-    clip.iter().copied().cycle().take(len).collect()
 }
 
 /// What one WebSocket conversation saw and did.

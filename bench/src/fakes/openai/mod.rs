@@ -90,7 +90,7 @@ impl Default for OpenAiBehaviour {
         Self {
             caller_lines: vec!["Hello, I would like to check my order.".into()],
             agent_lines: vec!["Sure, what is your order number?".into()],
-            agent_audio: fit(&crate::audio::agent_reply(), 1500).into(),
+            agent_audio: crate::audio::agent_reply_ms(1500).into(),
             delta_bytes: 800,
             response_delay_ms: 0,
             delta_interval_ms: 0,
@@ -104,7 +104,7 @@ impl Default for OpenAiBehaviour {
 impl OpenAiBehaviour {
     /// The default reply audio cut or looped to `ms`.
     pub fn with_agent_audio_ms(mut self, ms: u32) -> Self {
-        self.agent_audio = fit(&crate::audio::agent_reply(), ms).into();
+        self.agent_audio = crate::audio::agent_reply_ms(ms).into();
         self
     }
 
@@ -112,15 +112,6 @@ impl OpenAiBehaviour {
         self.failure = Some(failure);
         self
     }
-}
-
-/// `clip` looped or cut to exactly `ms` of 8 kHz µ-law.
-fn fit(clip: &[u8], ms: u32) -> Vec<u8> {
-    let len = ms as usize * crate::audio::BYTES_PER_MS;
-    if clip.is_empty() {
-        return crate::audio::silence(ms);
-    }
-    clip.iter().copied().cycle().take(len).collect()
 }
 
 /// A `conversation.item.truncate` as the client sent it.
