@@ -933,3 +933,35 @@ async fn a_provider_key_never_reaches_a_log_line() {
         );
     }
 }
+
+#[test]
+fn bench_hands_over_to_vocalized_bench_or_says_how_to_build_it() {
+    // A copy of the gateway with no bench beside it: one clear error, exit 2.
+    let tmp = TempDir::new("vz-cli");
+    let lonely = tmp.0.join("vocalized");
+    std::fs::copy(env!("CARGO_BIN_EXE_vocalized"), &lonely).unwrap();
+    let mut command = std::process::Command::new(&lonely);
+    command
+        .args(["bench", "--help"])
+        .current_dir(&tmp.0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = finish(command);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("cargo build -p vocalized-bench"),
+        "{out:?}"
+    );
+
+    // Beside the real one (cargo builds every workspace binary for the tests), the
+    // arguments pass through untouched.
+    let beside = Path::new(env!("CARGO_BIN_EXE_vocalized")).with_file_name("vocalized-bench");
+    if beside.exists() {
+        let mut command = vocalized(&tmp.0);
+        command.args(["bench", "--help"]);
+        let out = finish(command);
+        assert!(out.status.success(), "{out:?}");
+        assert!(out.stdout.contains("passthrough"), "{out:?}");
+    }
+}

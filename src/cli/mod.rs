@@ -39,6 +39,13 @@ pub enum Command {
     /// The master key that encrypts secrets at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The load-test suite: runs `vocalized-bench` (installed next to this binary) with
+    /// these arguments; `vocalized bench --help` lists its scenarios.
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

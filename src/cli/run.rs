@@ -76,6 +76,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Migrate(args) => migrate(args).await,
         Command::Admin(AdminCommand::Create(args)) => admin_create(args).await,
         Command::Keys(KeysCommand::Rotate(args)) => keys_rotate(args).await,
+        Command::Bench { args } => bench(args),
     }
 }
 
@@ -180,6 +181,25 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(text.as_bytes())
+}
+
+/// `vocalized bench ...`: hands over to the `vocalized-bench` binary beside this one, so
+/// the load generator's dependencies stay out of the gateway. Exits with its status.
+fn bench(args: Vec<std::ffi::OsString>) -> Result<(), Failure> {
+    let exe = std::env::current_exe().context("locating the vocalized binary")?;
+    let bench = exe.with_file_name(format!("vocalized-bench{}", std::env::consts::EXE_SUFFIX));
+    if !bench.exists() {
+        return Err(Failure::Config(ConfigError(format!(
+            "{} not found: build it with `cargo build -p vocalized-bench` (it is installed \
+             next to vocalized)",
+            bench.display()
+        ))));
+    }
+    let status = std::process::Command::new(&bench)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", bench.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 async fn media(args: MediaArgs) -> Result<(), Failure> {
