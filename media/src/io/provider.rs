@@ -35,17 +35,16 @@ const PCM24: AudioFormat = AudioFormat::Pcm16 {
 pub const ALL_PROVIDERS_FAILED: &str = "all_providers_failed";
 
 /// The formats a provider speaks for a caller leg: `(caller audio in, agent audio out)`.
-/// `None` for a provider this build cannot connect.
-pub fn formats(kind: ProviderKind, caller: AudioFormat) -> Option<(AudioFormat, AudioFormat)> {
+pub fn formats(kind: ProviderKind, caller: AudioFormat) -> (AudioFormat, AudioFormat) {
     match kind {
-        ProviderKind::Echo => Some((PCM24, PCM24)),
+        ProviderKind::Echo => (PCM24, PCM24),
         ProviderKind::Openai => {
             let f = openai::provider_format(caller);
-            Some((f, f))
+            (f, f)
         }
-        ProviderKind::Gemini => Some(gemini::provider_format()),
-        ProviderKind::Elevenlabs => Some(elevenlabs::provider_format(caller)),
-        ProviderKind::Deepgram => Some(deepgram::provider_format(caller)),
+        ProviderKind::Gemini => gemini::provider_format(),
+        ProviderKind::Elevenlabs => elevenlabs::provider_format(caller),
+        ProviderKind::Deepgram => deepgram::provider_format(caller),
     }
 }
 
@@ -585,13 +584,11 @@ impl<'p> ProviderChain<'p> {
         self
     }
 
-    /// The formats to build the session with: those of the first provider in the chain
-    /// this build can speak to (the start moves past the others, recording why).
+    /// The formats to build the session with: those of the first provider in the chain;
+    /// `None` for an empty chain.
     pub fn initial_formats(&self) -> Option<(AudioFormat, AudioFormat)> {
-        self.plan
-            .providers
-            .iter()
-            .find_map(|p| formats(p.kind, self.caller))
+        let first = self.plan.providers.first()?;
+        Some(formats(first.kind, self.caller))
     }
 
     /// Connects the first provider that answers. `false` when none did: the session has
@@ -662,10 +659,10 @@ impl<'p> ProviderChain<'p> {
     fn switch_to(&mut self, index: usize, reason: &str, session: &mut CallSession) -> bool {
         let mut index = index;
         while let Some(target) = self.plan.providers.get(index) {
-            if let Some((input, output)) = formats(target.kind, self.caller)
-                && session
-                    .switch_provider(target.kind.as_str(), input, output, reason, Instant::now())
-                    .is_ok()
+            let (input, output) = formats(target.kind, self.caller);
+            if session
+                .switch_provider(target.kind.as_str(), input, output, reason, Instant::now())
+                .is_ok()
             {
                 self.index = index;
                 return true;
@@ -688,12 +685,7 @@ impl<'p> ProviderChain<'p> {
                 resume_handle: None,
                 openai_rollover: self.openai_rollover,
             };
-            let result = if formats(target.kind, self.caller).is_some() {
-                connect(self.plan, target, self.caller, self.timeout, opening).await
-            } else {
-                Err("provider_unavailable".to_owned())
-            };
-            match result {
+            match connect(self.plan, target, self.caller, self.timeout, opening).await {
                 Ok(provider) => {
                     self.current = Some(provider);
                     self.connected_once = true;
@@ -822,16 +814,16 @@ mod tests {
     #[test]
     fn formats_per_provider_and_caller() {
         let ulaw = AudioFormat::Mulaw8k;
-        assert_eq!(formats(ProviderKind::Openai, ulaw), Some((ulaw, ulaw)));
+        assert_eq!(formats(ProviderKind::Openai, ulaw), (ulaw, ulaw));
         let web = crate::core::session::WEB_CALLER_FORMAT;
-        assert_eq!(formats(ProviderKind::Openai, web), Some((PCM24, PCM24)));
-        assert_eq!(formats(ProviderKind::Echo, ulaw), Some((PCM24, PCM24)));
+        assert_eq!(formats(ProviderKind::Openai, web), (PCM24, PCM24));
+        assert_eq!(formats(ProviderKind::Echo, ulaw), (PCM24, PCM24));
         assert_eq!(
             formats(ProviderKind::Gemini, ulaw),
-            Some(gemini::provider_format())
+            gemini::provider_format()
         );
-        assert_eq!(formats(ProviderKind::Deepgram, ulaw), Some((ulaw, ulaw)));
-        assert_eq!(formats(ProviderKind::Elevenlabs, ulaw), Some((ulaw, ulaw)));
+        assert_eq!(formats(ProviderKind::Deepgram, ulaw), (ulaw, ulaw));
+        assert_eq!(formats(ProviderKind::Elevenlabs, ulaw), (ulaw, ulaw));
     }
 
     #[tokio::test]

@@ -171,7 +171,7 @@ async fn bridge<L: ControlLink>(
     let mut chain = ProviderChain::new(&plan, caller, shared.config.provider_connect_timeout)
         .with_openai_rollover(shared.config.openai_session_rollover);
     let Some((input, output)) = chain.initial_formats() else {
-        warn!("the agent's provider cannot take calls in this build");
+        warn!("the call plan names no provider");
         close(&mut socket, 1011, "provider unavailable").await;
         return;
     };

@@ -63,7 +63,7 @@ pub async fn run<L: ControlLink>(
     let call_id = plan.call_id.clone();
     let mut chain = ProviderChain::new(&plan, WEB_CALLER_FORMAT, provider_connect_timeout);
     let Some((input, output)) = chain.initial_formats() else {
-        warn!("the agent's provider cannot take browser calls in this build");
+        warn!("the call plan names no provider");
         fail_unconnected(&plan, link.as_ref(), "provider_unavailable");
         peer.close().await;
         return;
