@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::gateway::{PUBLIC_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN};
 use super::marker::{self, FrameReader, Stamp, StampClock};
@@ -226,9 +227,16 @@ async fn call(
             .headers_mut()
             .insert("x-twilio-signature", signature);
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(|e| format!("media socket: {e}"))?;
+    // Nagle off, as Twilio's media servers send each frame as it is due: with it on, a
+    // frame waits for the previous one's (delayed) ACK and the bench would time itself.
+    // A small read buffer, as tungstenite zeroes all of its default 128 KiB on every read.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        request,
+        Some(WebSocketConfig::default().read_buffer_size(4096)),
+        true,
+    )
+    .await
+    .map_err(|e| format!("media socket: {e}"))?;
     let stream_sid = format!("MZ{}", crate::fakes::random_hex(32));
     let mut sequence = 0u64;
     let mut next_sequence = || {

@@ -73,10 +73,11 @@ async fn upgrade<L: ControlLink>(
     State(shared): State<Arc<Shared<L>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| async move {
-        let _active = shared.node.track_call();
-        run(socket, shared).await;
-    })
+    ws.read_buffer_size(super::provider_ws::READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| async move {
+            let _active = shared.node.track_call();
+            run(socket, shared).await;
+        })
 }
 
 fn parse(text: &str, bad_frames: &mut u64) -> Option<twilio::Inbound> {
