@@ -35,6 +35,10 @@ enum Scenario {
     /// Twilio callers and Gemini Live: resampling both ways. Setup, cost and delivered
     /// audio; no per-frame latency (stamps do not survive resampling).
     Transcode(Common),
+    /// Browser callers over real WebRTC (ICE, DTLS-SRTP, Opus on 127.0.0.1) and OpenAI
+    /// Realtime: frames timed by sample position, since Opus keeps no stamp. A --target
+    /// gateway needs VOCALIZED_WEBRTC_BIND_IP=127.0.0.1 and VOCALIZED_TRUST_FORWARDED_FOR=true.
+    Webrtc(Common),
 }
 
 const DEFAULT_DURATION_SECS: u64 = 20;
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Scenario::Failover(args) => (run::Scenario::Failover, args),
         Scenario::Transcode(args) => (run::Scenario::Transcode, args),
+        Scenario::Webrtc(args) => (run::Scenario::Webrtc, args),
     };
     let gateway = match (&args.target, &args.gateway_bin) {
         (Some(url), _) => GatewaySource::Target {

@@ -130,6 +130,11 @@ impl GatewayProcess {
             .env("VOCALIZED_TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN)
             .env("VOCALIZED_OPENAI_REALTIME_URL", openai_url)
             .env("VOCALIZED_OPENAI_API_KEY", "sk-bench-platform-key")
+            // Browser calls (the webrtc scenario): media on loopback, where the bench's
+            // peers are, and each caller's address from X-Forwarded-For, since all of them
+            // come from 127.0.0.1 and the gateway allows few web calls per address.
+            .env("VOCALIZED_WEBRTC_BIND_IP", "127.0.0.1")
+            .env("VOCALIZED_TRUST_FORWARDED_FOR", "true")
             // Per-call info lines would cost the gateway CPU the bench then blames on it.
             .env(
                 "RUST_LOG",
@@ -241,6 +246,9 @@ pub struct Provisioned {
     pub base: String,
     pub workspace_id: String,
     pub agent_id: String,
+    /// The agent's public widget key (`pk_…`): browser calls post their offer to
+    /// `/media/webrtc/{widget_key}`.
+    pub widget_key: String,
 }
 
 async fn post(
@@ -323,6 +331,7 @@ pub async fn provision(
     )
     .await?;
     let agent_id = field(&agent, "/agent/id")?;
+    let widget_key = field(&agent, "/agent/widget_public_key")?;
     post(
         &http,
         base,
@@ -335,6 +344,7 @@ pub async fn provision(
         base: base.to_owned(),
         workspace_id,
         agent_id,
+        widget_key,
     })
 }
 

@@ -13,6 +13,8 @@
 //! - `report.rs`: the joined figures (the JSON report's shape) and the printed table;
 //!   `html.rs`: the self-contained HTML report with inline SVG charts.
 //! - `stats.rs`: histograms and frame-number sets.
+//! - `webrtc.rs`: the `webrtc` scenario's browser callers (real WebRTC, Opus) and how
+//!   their frames are timed by position instead of stamps.
 
 pub mod caller;
 pub mod gateway;
@@ -22,3 +24,4 @@ pub mod provider;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod webrtc;

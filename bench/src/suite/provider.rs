@@ -9,6 +9,11 @@
 //! and the send time just before the delta goes out. The log keeps what the loss
 //! accounting needs: which frames went out when, for which response, and which responses
 //! a barge-in cancelled.
+//!
+//! Browser calls (the `webrtc` scenario, [`ProbeMode::Positions`]) go through Opus, which
+//! keeps no byte intact, so there are no stamps to read or write: the driver logs when
+//! each append arrived with the caller audio received so far, and when each delta left
+//! with its place in its reply; `webrtc.rs` times frames by those positions.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -32,6 +37,26 @@ use crate::fakes::openai::{OpenAiBehaviour, Output, Session, SessionRecord};
 /// Agent audio stamps carry `AGENT_STREAMS | session number`, so that they can never be
 /// taken for a caller's stamps (call numbers stay below it) if audio is echoed back.
 pub const AGENT_STREAMS: u16 = 0x8000;
+
+/// How the driver times audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeMode {
+    /// Phone calls: µ-law bytes pass through untouched, so frames carry stamps.
+    Stamps,
+    /// Browser calls: no stamps survive; log audio positions instead.
+    Positions,
+}
+
+/// One `response.output_audio.delta` sent ([`ProbeMode::Positions`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SentDelta {
+    pub at: Instant,
+    /// Index of its response in [`ProviderLog::responses`].
+    pub response: u32,
+    /// Its first byte's offset in the response's audio.
+    pub start: u64,
+    pub bytes: u32,
+}
 
 /// One agent frame sent.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +92,13 @@ pub struct ProviderLog {
     pub responses: Vec<String>,
     pub cancelled: HashSet<u32>,
     pub speech_started: Vec<Instant>,
+    /// [`ProbeMode::Positions`]: every append's arrival and the caller audio bytes
+    /// received up to and including it.
+    pub appends: Vec<(Instant, u64)>,
+    /// [`ProbeMode::Positions`]: every delta sent, in order.
+    pub deltas: Vec<SentDelta>,
+    /// [`ProbeMode::Positions`]: audio bytes sent so far per response.
+    response_bytes: Vec<u64>,
 }
 
 impl ProviderLog {
@@ -88,6 +120,9 @@ impl ProviderLog {
             responses: Vec::new(),
             cancelled: HashSet::new(),
             speech_started: Vec::new(),
+            appends: Vec::new(),
+            deltas: Vec::new(),
+            response_bytes: Vec::new(),
         }
     }
 
@@ -116,6 +151,7 @@ impl ProbeProvider {
     /// Binds 127.0.0.1:`port` (0: any free port) and starts serving.
     pub async fn start(
         behaviour: OpenAiBehaviour,
+        mode: ProbeMode,
         clock: StampClock,
         port: u16,
         drift: Arc<Drift>,
@@ -140,7 +176,7 @@ impl ProbeProvider {
                             logs.push(log.clone());
                             log
                         };
-                        let driver = Driver { behaviour: behaviour.clone(), log, clock, reader: FrameReader::default(), drift: drift.clone() };
+                        let driver = Driver { behaviour: behaviour.clone(), mode, log, clock, reader: FrameReader::default(), drift: drift.clone() };
                         sessions.spawn(driver.serve(tcp, killed.clone()));
                     }
                     Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -179,6 +215,7 @@ impl Drop for ProbeProvider {
 
 struct Driver {
     behaviour: Arc<OpenAiBehaviour>,
+    mode: ProbeMode,
     log: SharedLog,
     clock: StampClock,
     reader: FrameReader,
@@ -261,7 +298,15 @@ impl Driver {
     }
 
     fn on_client_text(&mut self, text: &str, now: Instant) {
-        if let Some(audio) = append_audio(text) {
+        if self.mode == ProbeMode::Positions
+            && let Some(audio) = append_audio(text)
+        {
+            let bytes = base64_len(audio.as_bytes()) as u64;
+            self.with_log(|l| {
+                let total = l.appends.last().map_or(0, |(_, n)| *n) + bytes;
+                l.appends.push((now, total));
+            });
+        } else if let Some(audio) = append_audio(text) {
             let Ok(bytes) = B64.decode(audio.as_bytes()) else {
                 return;
             };
@@ -310,6 +355,32 @@ impl Driver {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
+                if self.mode == ProbeMode::Positions {
+                    let bytes = event
+                        .get("delta")
+                        .and_then(Value::as_str)
+                        .map_or(0, |d| base64_len(d.as_bytes()));
+                    let now = Instant::now();
+                    self.with_log(|l| {
+                        let next = response_ids.len() as u32;
+                        let response =
+                            *response_ids.entry(response_id.clone()).or_insert_with(|| {
+                                l.responses.push(response_id);
+                                l.response_bytes.push(0);
+                                next
+                            });
+                        l.first_delta_at.get_or_insert(now);
+                        let start = l.response_bytes[response as usize];
+                        l.response_bytes[response as usize] += bytes as u64;
+                        l.deltas.push(SentDelta {
+                            at: now,
+                            response,
+                            start,
+                            bytes: bytes as u32,
+                        });
+                    });
+                    return;
+                }
                 let Some(Ok(mut audio)) = event
                     .get("delta")
                     .and_then(Value::as_str)
@@ -363,9 +434,24 @@ impl Driver {
     }
 }
 
+/// Length of the bytes that padded base64 `text` decodes to, without decoding it (the
+/// fake provider's own parser already rejects malformed audio).
+fn base64_len(text: &[u8]) -> usize {
+    let padding = text.iter().rev().take(2).filter(|&&b| b == b'=').count();
+    (text.len() / 4 * 3).saturating_sub(padding)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::append_audio;
+    use super::{B64, Engine, append_audio, base64_len};
+
+    #[test]
+    fn base64_lengths_match_the_decoded_bytes() {
+        for n in 0..10 {
+            let encoded = B64.encode(vec![7u8; n]);
+            assert_eq!(base64_len(encoded.as_bytes()), n, "{encoded}");
+        }
+    }
 
     #[test]
     fn append_audio_is_found_with_or_without_the_fast_path() {

@@ -37,7 +37,7 @@ pub struct LevelReport {
     pub calls_failed: u64,
     /// Up to ten failure reasons, for reading.
     pub failures: Vec<String>,
-    /// Webhook sent → first agent audio at the caller.
+    /// Webhook sent (webrtc: offer posted) → first agent audio at the caller.
     pub setup: Percentiles,
     /// `setup` minus the fake provider's own handshake and response delay.
     pub setup_gateway: Percentiles,
@@ -68,6 +68,9 @@ pub struct LevelReport {
     pub gateway: Option<GatewayUsage>,
     /// Set when the gateway process exited during the run.
     pub gateway_crash: Option<String>,
+    /// webrtc: the fixed delay of the gateway's resamplers and Opus encoder, which the
+    /// latency rows (timed by sample position) do not include.
+    pub signal_delay: Option<super::webrtc::SignalDelay>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -85,6 +88,10 @@ pub struct FrameCounts {
     pub provider_received: u64,
     pub provider_lost: u64,
     pub provider_unstamped: u64,
+    /// webrtc: agent frames heard more than one frame (20 ms) behind the best-case
+    /// schedule of their reply: a browser's jitter buffer sized for one frame would have
+    /// played silence instead. Not lost.
+    pub provider_late: u64,
     pub duplicates: u64,
     pub reordered: u64,
     /// Caller frames that reached another call's provider session.
@@ -265,34 +272,45 @@ pub struct JoinedFigures {
 
 /// Outcome counts and the first failure reasons.
 pub fn outcomes(callers: &[CallerLog]) -> (u64, u64, Vec<String>) {
+    outcomes_of(callers.iter().map(|c| (c.index, &c.outcome)))
+}
+
+/// [`outcomes`] over `(call index, outcome)` of any kind of caller.
+pub fn outcomes_of<'a>(
+    callers: impl IntoIterator<Item = (u16, &'a CallOutcome)>,
+) -> (u64, u64, Vec<String>) {
     let mut failures = Vec::new();
     let mut completed = 0;
-    for c in callers {
-        match &c.outcome {
+    let mut total = 0;
+    for (index, outcome) in callers {
+        total += 1;
+        match outcome {
             CallOutcome::HungUp => completed += 1,
             CallOutcome::GatewayClosed => {
                 if failures.len() < 10 {
-                    failures.push(format!(
-                        "call {}: the gateway closed the call early",
-                        c.index
-                    ));
+                    failures.push(format!("call {index}: the gateway closed the call early"));
                 }
             }
             CallOutcome::Failed(why) => {
                 if failures.len() < 10 {
-                    failures.push(format!("call {}: {why}", c.index));
+                    failures.push(format!("call {index}: {why}"));
                 }
             }
         }
     }
-    (completed, callers.len() as u64 - completed, failures)
+    (completed, total - completed, failures)
 }
 
 /// Σ of each call's time between `start` and hang-up, in seconds.
 pub fn call_seconds(callers: &[CallerLog]) -> f64 {
-    callers
-        .iter()
-        .filter_map(|c| Some(c.ended_at?.saturating_duration_since(c.started_at?)))
+    call_seconds_of(callers.iter().map(|c| (c.started_at, c.ended_at)))
+}
+
+/// [`call_seconds`] over `(started, ended)` of any kind of caller.
+pub fn call_seconds_of(spans: impl IntoIterator<Item = (Option<Instant>, Option<Instant>)>) -> f64 {
+    spans
+        .into_iter()
+        .filter_map(|(start, end)| Some(end?.saturating_duration_since(start?)))
         .map(|d| d.as_secs_f64())
         .sum()
 }
@@ -328,7 +346,14 @@ pub fn table(report: &Report) -> String {
             "ms", "count", "p50", "p90", "p99", "p99.9", "max"
         );
         let rows = [
-            ("setup (webhook → first audio)", &l.setup),
+            (
+                if l.scenario == "webrtc" {
+                    "setup (offer → first audio)"
+                } else {
+                    "setup (webhook → first audio)"
+                },
+                &l.setup,
+            ),
             ("  of which the gateway's", &l.setup_gateway),
             ("caller → provider", &l.caller_to_provider),
             (
@@ -349,23 +374,47 @@ pub fn table(report: &Report) -> String {
             );
         }
         let fc = &l.frames;
-        let _ = writeln!(
-            out,
-            "  frames caller→provider: {} sent, {} received, {} lost, {} after a failover cut, {} unstamped; provider→caller: {} sent, {} judged received, {} lost, {} exempt (barge-in/hang-up), {} unstamped; {} duplicates, {} reordered, {} cross-wired",
-            fc.caller_sent,
-            fc.caller_received,
-            fc.caller_lost,
-            fc.caller_exempt,
-            fc.caller_unstamped,
-            fc.provider_sent,
-            fc.provider_received,
-            fc.provider_lost,
-            fc.provider_exempt,
-            fc.provider_unstamped,
-            fc.duplicates,
-            fc.reordered,
-            fc.cross_wired
-        );
+        if l.scenario == "webrtc" {
+            let _ = writeln!(
+                out,
+                "  frames caller→provider (by position): {} sent, {} received, {} lost, {} unattributed; provider→caller: {} sent, {} heard, {} lost, {} late (>20 ms behind), {} exempt (hang-up), {} runs matching no reply",
+                fc.caller_sent,
+                fc.caller_received,
+                fc.caller_lost,
+                fc.cross_wired,
+                fc.provider_sent,
+                fc.provider_received,
+                fc.provider_lost,
+                fc.provider_late,
+                fc.provider_exempt,
+                fc.provider_unstamped,
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  frames caller→provider: {} sent, {} received, {} lost, {} after a failover cut, {} unstamped; provider→caller: {} sent, {} judged received, {} lost, {} exempt (barge-in/hang-up), {} unstamped; {} duplicates, {} reordered, {} cross-wired",
+                fc.caller_sent,
+                fc.caller_received,
+                fc.caller_lost,
+                fc.caller_exempt,
+                fc.caller_unstamped,
+                fc.provider_sent,
+                fc.provider_received,
+                fc.provider_lost,
+                fc.provider_exempt,
+                fc.provider_unstamped,
+                fc.duplicates,
+                fc.reordered,
+                fc.cross_wired
+            );
+        }
+        if let Some(d) = &l.signal_delay {
+            let _ = writeln!(
+                out,
+                "  plus the gateway's fixed signal delay, not in the rows above: {:.1} ms caller → provider (resampler), {:.1} ms provider → caller (resampler + Opus lookahead)",
+                d.caller_to_provider_ms, d.provider_to_caller_ms
+            );
+        }
         if let Some(g) = &l.gateway {
             let _ = writeln!(
                 out,

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::caller::{Progress, run_call};
+use super::caller::{CallerLog, Progress, run_call};
 use super::gateway::{self, GatewayProcess, ProcSample};
 use super::marker::StampClock;
-use super::provider::{ProbeProvider, ProviderLog};
+use super::provider::{ProbeMode, ProbeProvider, ProviderLog};
 use super::report::{self, GatewayUsage, LevelReport, UsageSample};
+use super::webrtc::{self, WebCallerLog};
 use crate::audio;
 use crate::fakes::gemini::{FakeGemini, GeminiBehaviour};
 use crate::fakes::openai::OpenAiBehaviour;
@@ -43,6 +44,9 @@ pub enum Scenario {
     /// Half-way through, every provider session is cut (TCP reset); the gateway fails
     /// over to the built-in echo provider, configured as the next in the chain.
     Failover,
+    /// Browser callers over real WebRTC (Opus) and OpenAI Realtime (PCM16 24 kHz): Opus
+    /// and resampling both ways, frames timed by position (`webrtc.rs`).
+    Webrtc,
 }
 
 impl Scenario {
@@ -52,6 +56,7 @@ impl Scenario {
             Self::Soak => "soak",
             Self::Failover => "failover",
             Self::Transcode => "transcode",
+            Self::Webrtc => "webrtc",
         }
     }
 }
@@ -147,14 +152,34 @@ fn transcode_frames(
         .saturating_sub(frames.provider_received);
 }
 
-/// Runs `config.scenario` at one level. Every scenario shares the pass-through traffic;
-/// `transcode` swaps the provider for Gemini and `failover` cuts it half-way.
+/// One finished call of either kind.
+enum Finished {
+    Phone(CallerLog),
+    Web(WebCallerLog),
+}
+
+/// Runs `config.scenario` at one level. Every phone scenario shares the pass-through
+/// traffic; `transcode` swaps the provider for Gemini and `failover` cuts it half-way.
+/// `webrtc` places browser calls to the same fake OpenAI instead.
 pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
     let epoch = Instant::now();
     let clock = StampClock::new(epoch);
     let progress = Arc::new(Progress::default());
+    let web = config.scenario == Scenario::Webrtc;
+    let (behaviour, mode) = if web {
+        (
+            webrtc::provider_behaviour(config.provider_delay_ms),
+            ProbeMode::Positions,
+        )
+    } else {
+        (
+            provider_behaviour(config.provider_delay_ms),
+            ProbeMode::Stamps,
+        )
+    };
     let provider = ProbeProvider::start(
-        provider_behaviour(config.provider_delay_ms),
+        behaviour,
+        mode,
         clock,
         config.provider_port,
         progress.drift.clone(),
@@ -204,9 +229,12 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
     };
     let voice_provider = if gemini.is_some() { "google" } else { "openai" };
     let number: Arc<str> = gateway::agent_number().into();
-    gateway::provision(&base, voice_provider, agent_config, &number)
+    let provisioned = gateway::provision(&base, voice_provider, agent_config, &number)
         .await
         .map_err(|e| RunError(format!("provisioning: {e}")))?;
+    let widget_key: Arc<str> = provisioned.widget_key.into();
+    let line: Arc<[i16]> = webrtc::caller_line().into();
+    let http = reqwest::Client::new();
 
     let script: Arc<[u8]> = caller_script(config.duration_secs).into();
     let ticks = gateway::clock_ticks_per_sec();
@@ -231,16 +259,31 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
     for i in 0..config.calls {
         let at = tokio::time::Instant::from_std(run_started + spacing.mul_f64(i as f64));
         tokio::time::sleep_until(at).await;
-        tasks.spawn(run_call(
-            i as u16,
-            base.clone(),
-            number.clone(),
-            script.clone(),
-            clock,
-            progress.clone(),
-        ));
+        if web {
+            let call = webrtc::run_web_call(
+                i as u16,
+                base.clone(),
+                widget_key.clone(),
+                (config.duration_secs * 50) as u32,
+                line.clone(),
+                http.clone(),
+                progress.clone(),
+            );
+            tasks.spawn(async move { Finished::Web(call.await) });
+        } else {
+            let call = run_call(
+                i as u16,
+                base.clone(),
+                number.clone(),
+                script.clone(),
+                clock,
+                progress.clone(),
+            );
+            tasks.spawn(async move { Finished::Phone(call.await) });
+        }
     }
     let mut callers = Vec::with_capacity(config.calls);
+    let mut web_callers = Vec::new();
     // Failover: cut every provider session half-way through the calls.
     let kill_at = (config.scenario == Scenario::Failover)
         .then(|| tokio::time::Instant::now() + Duration::from_secs(config.duration_secs) / 2);
@@ -254,7 +297,8 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
         };
         tokio::select! {
             done = tasks.join_next() => match done {
-                Some(Ok(log)) => callers.push(log),
+                Some(Ok(Finished::Phone(log))) => callers.push(log),
+                Some(Ok(Finished::Web(log))) => web_callers.push(log),
                 Some(Err(_)) => {}
                 None => break,
             },
@@ -281,7 +325,7 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
             .map(|status| format!("{status}; stderr: {}", p.stderr_tail()))
     });
 
-    let provider_logs: Vec<ProviderLog> = provider
+    let mut provider_logs: Vec<ProviderLog> = provider
         .logs()
         .into_iter()
         .map(|l| {
@@ -291,17 +335,30 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
             )
         })
         .collect();
-    let (figures, mut frames) = report::join(&callers, &provider_logs, killed_at);
+    let (figures, mut frames) = if web {
+        webrtc::join(&web_callers, &mut provider_logs, &progress.drift, epoch)
+    } else {
+        report::join(&callers, &provider_logs, killed_at)
+    };
     if let Some(gemini) = &gemini {
         transcode_frames(&mut frames, &callers, &gemini.sessions());
     }
-    let (calls_completed, calls_failed, failures) = report::outcomes(&callers);
+    let (calls_completed, calls_failed, failures) = if web {
+        report::outcomes_of(web_callers.iter().map(|c| (c.index, &c.outcome)))
+    } else {
+        report::outcomes(&callers)
+    };
+    let call_seconds = if web {
+        report::call_seconds_of(web_callers.iter().map(|c| (c.started_at, c.ended_at)))
+    } else {
+        report::call_seconds(&callers)
+    };
     let usage = match (pid, idle, end) {
         (Some(pid), Some(idle), Some(end)) => Some(usage(
             pid,
             idle,
             end,
-            &callers,
+            call_seconds,
             &progress_samples(&progress),
         )),
         _ => None,
@@ -335,6 +392,7 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
         frames,
         gateway: usage,
         gateway_crash,
+        signal_delay: web.then(webrtc::signal_delay),
     })
 }
 
@@ -350,10 +408,9 @@ fn usage(
     pid: u32,
     idle: ProcSample,
     end: ProcSample,
-    callers: &[super::caller::CallerLog],
+    call_seconds: f64,
     samples: &[UsageSample],
 ) -> GatewayUsage {
-    let call_seconds = report::call_seconds(callers);
     let cpu_us = end.cpu_us.saturating_sub(idle.cpu_us);
     let max_active = samples.iter().map(|s| s.active_calls).max().unwrap_or(0);
     // Under full load: the samples with at least 90% of the peak concurrency.
