@@ -137,7 +137,16 @@ fn latency_table(level: &LevelReport) -> String {
         "<table><tr><th>ms</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>",
     );
     let mut rows = latency_rows(level).to_vec();
-    rows.push(("setup, webhook → first audio", level.setup));
+    rows.push((
+        if level.scenario == "webrtc" {
+            "setup, offer → first audio"
+        } else {
+            "setup, webhook → first audio"
+        },
+        level.setup,
+    ));
+    rows.push(("setup, offer → answer", level.setup_signalling));
+    rows.push(("setup, answer → connected", level.setup_connect));
     rows.push(("failover gap (audio → audio)", level.failover_gap));
     rows.push(("provider cut → first audio", level.failover_recovery));
     rows.push((
@@ -372,6 +381,28 @@ fn drift_chart(level: &LevelReport) -> String {
 fn frames_paragraph(level: &LevelReport) -> String {
     let f = &level.frames;
     let class = if f.lost() == 0 { "ok" } else { "bad" };
+    if level.scenario == "webrtc" {
+        let delay = level.signal_delay.unwrap_or_default();
+        return format!(
+            "<p class={class}>Frames caller → provider (by position): {} sent, {} received, {} lost, {} unattributed. \
+             Provider → caller: {} sent, {} heard, {} lost, {} late (over 20 ms behind), {} not judged (hang-up), \
+             {} runs of audio matching no reply. Latencies count samples; the gateway's resamplers and Opus \
+             encoder add a fixed {:.1} ms (caller → provider) and {:.1} ms (provider → caller) of signal delay \
+             on top.</p>",
+            f.caller_sent,
+            f.caller_received,
+            f.caller_lost,
+            f.cross_wired,
+            f.provider_sent,
+            f.provider_received,
+            f.provider_lost,
+            f.provider_late,
+            f.provider_exempt,
+            f.provider_unstamped,
+            delay.caller_to_provider_ms,
+            delay.provider_to_caller_ms,
+        );
+    }
     format!(
         "<p class={class}>Frames caller → provider: {} sent, {} received, {} lost. Provider → caller: {} sent, \
          {} received, {} lost, {} not judged (barge-in or hang-up). {} unstamped, {} duplicated, {} reordered, \

@@ -41,6 +41,11 @@ pub struct LevelReport {
     pub setup: Percentiles,
     /// `setup` minus the fake provider's own handshake and response delay.
     pub setup_gateway: Percentiles,
+    /// webrtc: offer posted → answer received (the gateway builds its peer, gathers its
+    /// candidates and plans the call).
+    pub setup_signalling: Percentiles,
+    /// webrtc: answer received → the caller's peer connected (ICE checks and DTLS).
+    pub setup_connect: Percentiles,
     /// Caller frame sent → the same bytes at the provider, after the provider was up.
     pub caller_to_provider: Percentiles,
     /// The same for frames sent while the gateway was still connecting the provider.
@@ -258,6 +263,8 @@ pub fn join(
 pub struct JoinedFigures {
     pub setup: Percentiles,
     pub setup_gateway: Percentiles,
+    pub setup_signalling: Percentiles,
+    pub setup_connect: Percentiles,
     pub caller_to_provider: Percentiles,
     pub caller_to_provider_during_setup: Percentiles,
     pub provider_to_caller: Percentiles,
@@ -355,6 +362,8 @@ pub fn table(report: &Report) -> String {
                 &l.setup,
             ),
             ("  of which the gateway's", &l.setup_gateway),
+            ("  offer → answer", &l.setup_signalling),
+            ("  answer → connected (ICE, DTLS)", &l.setup_connect),
             ("caller → provider", &l.caller_to_provider),
             (
                 "  frames sent during setup",

@@ -380,6 +380,8 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
         failures,
         setup: figures.setup,
         setup_gateway: figures.setup_gateway,
+        setup_signalling: figures.setup_signalling,
+        setup_connect: figures.setup_connect,
         caller_to_provider: figures.caller_to_provider,
         caller_to_provider_during_setup: figures.caller_to_provider_during_setup,
         provider_to_caller: figures.provider_to_caller,

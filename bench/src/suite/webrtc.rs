@@ -81,11 +81,15 @@ const TAIL: Duration = Duration::from_millis(300);
 const OPUS_PAYLOAD_TYPE: u8 = 111;
 
 /// The fake OpenAI for web calls: replies of [`WEB_REPLY_MS`] of PCM16 24 kHz tone,
-/// paced in real time in 100 ms deltas after `delay_ms`.
+/// paced in real time in 100 ms deltas, starting `delay_ms` plus 0–20 ms (uniform) after
+/// the response begins. The callers' turns, and so the fake's replies, keep step with the
+/// callers' 20 ms clocks; the spread makes replies meet the gateway's 20 ms playout ticks
+/// at every phase, as a real provider's do, instead of one fixed phase.
 pub fn provider_behaviour(delay_ms: u64) -> OpenAiBehaviour {
     OpenAiBehaviour {
         agent_audio: reply_tone(WEB_REPLY_MS).into(),
         response_delay_ms: delay_ms,
+        response_jitter_ms: 20,
         delta_bytes: 100 * PROVIDER_BYTES_PER_MS as usize,
         delta_interval_ms: 100,
         ..OpenAiBehaviour::default()
@@ -139,6 +143,8 @@ pub struct HeardFrame {
 pub struct WebCallerLog {
     pub index: u16,
     pub offer_sent_at: Instant,
+    /// When the `201` with the answer arrived.
+    pub answered_at: Option<Instant>,
     pub connected_at: Option<Instant>,
     /// When the first frame was sent.
     pub started_at: Option<Instant>,
@@ -160,6 +166,7 @@ impl WebCallerLog {
         Self {
             index,
             offer_sent_at: Instant::now(),
+            answered_at: None,
             connected_at: None,
             started_at: None,
             first_audio_at: None,
@@ -455,6 +462,7 @@ async fn talk(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let answer = response.text().await.map_err(|e| format!("answer: {e}"))?;
+    log.answered_at = Some(Instant::now());
     if status != reqwest::StatusCode::CREATED {
         return Err(format!("offer answered {status}: {answer}"));
     }
@@ -711,6 +719,8 @@ pub fn join(
     let mut counts = FrameCounts::default();
     let mut setup = new_histogram();
     let mut setup_gateway = new_histogram();
+    let mut signalling = new_histogram();
+    let mut connect = new_histogram();
     let mut c2p = new_histogram();
     let mut c2p_setup = new_histogram();
     let mut p2c = new_histogram();
@@ -722,6 +732,14 @@ pub fn join(
     for (c, caller) in callers.iter().enumerate() {
         counts.caller_sent += caller.sent_at.len() as u64;
         let provider = session_of.get(&c).map(|&p| &providers[p]);
+        if let Some(answered) = caller.answered_at {
+            let offer = answered.saturating_duration_since(caller.offer_sent_at);
+            signalling.saturating_record(offer.as_micros() as u64);
+            if let Some(connected) = caller.connected_at {
+                let ice = connected.saturating_duration_since(answered);
+                connect.saturating_record(ice.as_micros() as u64);
+            }
+        }
         if let Some(total) = caller.setup() {
             setup.saturating_record(total.as_micros() as u64);
             if let Some(own) = provider.and_then(ProviderLog::own_setup) {
@@ -757,6 +775,8 @@ pub fn join(
     }
     f.setup = Percentiles::of(&setup);
     f.setup_gateway = Percentiles::of(&setup_gateway);
+    f.setup_signalling = Percentiles::of(&signalling);
+    f.setup_connect = Percentiles::of(&connect);
     f.caller_to_provider = Percentiles::of(&c2p);
     f.caller_to_provider_during_setup = Percentiles::of(&c2p_setup);
     f.provider_to_caller = Percentiles::of(&p2c);

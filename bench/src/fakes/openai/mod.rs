@@ -77,6 +77,11 @@ pub struct OpenAiBehaviour {
     pub delta_bytes: usize,
     /// Delay between a response starting and its first delta.
     pub response_delay_ms: u64,
+    /// Up to this much more delay before the first delta, drawn uniformly per response
+    /// (0: none). Real replies start at any moment; a bench whose replies all start in
+    /// step with the caller's 20 ms clock would meet the gateway's 20 ms playout ticks at
+    /// one fixed phase and measure that phase, not the gateway.
+    pub response_jitter_ms: u64,
     /// Delay between deltas; 0 sends the whole reply at once (the real API also sends
     /// faster than real time).
     pub delta_interval_ms: u64,
@@ -93,6 +98,7 @@ impl Default for OpenAiBehaviour {
             agent_audio: crate::audio::agent_reply_ms(1500).into(),
             delta_bytes: 800,
             response_delay_ms: 0,
+            response_jitter_ms: 0,
             delta_interval_ms: 0,
             vad: VadConfig::default(),
             usage: Usage::default(),

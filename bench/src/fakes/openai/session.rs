@@ -563,7 +563,9 @@ impl Session {
             transcript,
             audio: self.behaviour.agent_audio.clone(),
             bytes_sent: 0,
-            next_due: now + Duration::from_millis(self.behaviour.response_delay_ms),
+            next_due: now
+                + Duration::from_millis(self.behaviour.response_delay_ms)
+                + jitter(self.behaviour.response_jitter_ms),
             drop_at_bytes,
         });
     }
@@ -676,6 +678,15 @@ impl Session {
             }
         }
     }
+}
+
+/// A uniform draw from [0, `max_ms`) at µs resolution; zero when `max_ms` is 0.
+fn jitter(max_ms: u64) -> Duration {
+    if max_ms == 0 {
+        return Duration::ZERO;
+    }
+    let draw = u64::from_str_radix(&random_hex(12), 16).unwrap_or(0);
+    Duration::from_micros(draw % (max_ms * 1000))
 }
 
 fn new_item_id() -> String {
