@@ -385,8 +385,8 @@ fn frames_paragraph(level: &LevelReport) -> String {
         let delay = level.signal_delay.unwrap_or_default();
         return format!(
             "<p class={class}>Frames caller → provider (by position): {} sent, {} received, {} lost, {} unattributed. \
-             Provider → caller: {} sent, {} heard, {} lost, {} late (over 20 ms behind), {} not judged (hang-up), \
-             {} runs of audio matching no reply. Latencies count samples; the gateway's resamplers and Opus \
+             Provider → caller: {} sent, {} heard, {} lost, {} late (over 20 ms behind, or after a gap), {} not judged (hang-up), \
+             {} playout gaps inside replies, {} runs of audio before any reply. Latencies count samples; the gateway's resamplers and Opus \
              encoder add a fixed {:.1} ms (caller → provider) and {:.1} ms (provider → caller) of signal delay \
              on top.</p>",
             f.caller_sent,
@@ -398,6 +398,7 @@ fn frames_paragraph(level: &LevelReport) -> String {
             f.provider_lost,
             f.provider_late,
             f.provider_exempt,
+            f.provider_split_runs,
             f.provider_unstamped,
             delay.caller_to_provider_ms,
             delay.provider_to_caller_ms,

@@ -97,6 +97,9 @@ pub struct FrameCounts {
     /// schedule of their reply: a browser's jitter buffer sized for one frame would have
     /// played silence instead. Not lost.
     pub provider_late: u64,
+    /// webrtc: replies the caller heard in more than one piece (each extra piece is one):
+    /// the gateway's playout ran dry mid-reply and filled the gap with silence.
+    pub provider_split_runs: u64,
     pub duplicates: u64,
     pub reordered: u64,
     /// Caller frames that reached another call's provider session.
@@ -386,7 +389,7 @@ pub fn table(report: &Report) -> String {
         if l.scenario == "webrtc" {
             let _ = writeln!(
                 out,
-                "  frames caller→provider (by position): {} sent, {} received, {} lost, {} unattributed; provider→caller: {} sent, {} heard, {} lost, {} late (>20 ms behind), {} exempt (hang-up), {} runs matching no reply",
+                "  frames caller→provider (by position): {} sent, {} received, {} lost, {} unattributed; provider→caller: {} sent, {} heard, {} lost, {} late (>20 ms behind, or after a gap), {} exempt (hang-up), {} playout gaps inside replies, {} runs before any reply",
                 fc.caller_sent,
                 fc.caller_received,
                 fc.caller_lost,
@@ -396,6 +399,7 @@ pub fn table(report: &Report) -> String {
                 fc.provider_lost,
                 fc.provider_late,
                 fc.provider_exempt,
+                fc.provider_split_runs,
                 fc.provider_unstamped,
             );
         } else {

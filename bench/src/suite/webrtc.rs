@@ -828,11 +828,37 @@ fn provider_to_caller(
 ) {
     // Heard frames by run, each run by position.
     let mut runs: Vec<HashMap<u32, Instant>> = Vec::new();
+    let mut run_starts: Vec<Instant> = Vec::new();
     for h in &caller.heard {
         if runs.len() <= h.run as usize {
             runs.resize_with(h.run as usize + 1, HashMap::new);
+            run_starts.resize(h.run as usize + 1, h.at);
         }
         runs[h.run as usize].insert(h.pos, h.at);
+    }
+    // Each run belongs to the last reply whose first delta left before the run began. A
+    // reply normally plays as one run; a playout underrun (the gateway's pacer ran dry,
+    // e.g. starved of CPU) splits it, and its later runs are the rest of that reply,
+    // heard late. Their positions restart, so they are counted, not timed.
+    let first_delta: Vec<Option<Instant>> = (0..provider.responses.len())
+        .map(|r| {
+            provider
+                .deltas
+                .iter()
+                .find(|d| d.response as usize == r)
+                .map(|d| d.at)
+        })
+        .collect();
+    let mut runs_of: Vec<Vec<usize>> = vec![Vec::new(); provider.responses.len()];
+    for (run, start) in run_starts.iter().enumerate() {
+        match first_delta
+            .iter()
+            .rposition(|at| at.is_some_and(|at| at <= *start))
+        {
+            Some(r) => runs_of[r].push(run),
+            // Audio before any reply: nothing the fake sent.
+            None => counts.provider_unstamped += 1,
+        }
     }
     let hung_up = caller.ended_at;
     for (r, _) in provider.responses.iter().enumerate() {
@@ -844,7 +870,8 @@ fn provider_to_caller(
         let total: u64 = deltas.iter().map(|d| u64::from(d.bytes)).sum();
         let expected = total.div_ceil(PROVIDER_FRAME_BYTES);
         let cancelled = provider.cancelled.contains(&(r as u32));
-        let run = runs.get(r);
+        let run = runs_of[r].first().and_then(|&i| runs.get(i));
+        let mut lost = 0u64;
         let mut transits: Vec<(u32, u64)> = Vec::new();
         for j in 0..expected {
             let offset = j * PROVIDER_FRAME_BYTES;
@@ -875,9 +902,19 @@ fn provider_to_caller(
                     transits.push((j as u32, us));
                 }
                 None if cancelled || near_hang_up || near_barge_in => counts.provider_exempt += 1,
-                None => counts.provider_lost += 1,
+                None => lost += 1,
             }
         }
+        // The rest of a split reply: heard, late.
+        let split: u64 = runs_of[r]
+            .iter()
+            .skip(1)
+            .map(|&i| runs[i].len() as u64)
+            .sum();
+        let late_after_split = split.min(lost);
+        counts.provider_received += late_after_split;
+        counts.provider_late += late_after_split;
+        counts.provider_lost += lost - late_after_split;
         // RFC 3550 D(i-1, i) between consecutive frames; late: more than one frame behind
         // the run's best-case schedule.
         let best = transits.iter().map(|(_, us)| *us).min().unwrap_or(0);
@@ -888,9 +925,8 @@ fn provider_to_caller(
             }
         }
         counts.provider_late += transits.iter().filter(|(_, us)| us - best > 20_000).count() as u64;
+        counts.provider_split_runs += runs_of[r].len().saturating_sub(1) as u64;
     }
-    // Runs that match no reply the fake sent.
-    counts.provider_unstamped += runs.len().saturating_sub(provider.responses.len()) as u64;
 }
 
 #[cfg(test)]
@@ -1001,8 +1037,20 @@ mod tests {
                 at: t0 + ms(1_000 + 20 * u64::from(pos) + lag),
             });
         }
+        // A run before any reply (nothing the fake sent), and one split off reply 0.
+        c.heard.insert(
+            0,
+            HeardFrame {
+                run: 0,
+                pos: 0,
+                at: t0 + ms(500),
+            },
+        );
+        for h in &mut c.heard[1..] {
+            h.run = 1;
+        }
         c.heard.push(HeardFrame {
-            run: 1,
+            run: 2,
             pos: 0,
             at: t0 + ms(5_000),
         });
@@ -1029,10 +1077,14 @@ mod tests {
                 counts.provider_received,
                 counts.provider_lost
             ),
-            (5, 4, 1)
+            (5, 5, 0),
+            "frame 2, missing from the reply's first run, was heard after the split"
         );
-        assert_eq!(counts.provider_late, 1);
-        assert_eq!(counts.provider_unstamped, 1);
+        assert_eq!(counts.provider_late, 2);
+        assert_eq!(
+            (counts.provider_unstamped, counts.provider_split_runs),
+            (1, 1)
+        );
         assert!(
             (f.provider_to_caller.p50_ms - 12.0).abs() < 0.2,
             "{:?}",
