@@ -478,6 +478,99 @@ async fn a_workspaces_own_twilio_account_signs_its_numbers(app: TestApp) {
     assert_eq!(integration.as_deref(), Some("ia_1"));
 }
 
+/// The event writer applies what queued up in one transaction: each event's outcome is
+/// its own (a replay is a duplicate, a stranger's call is unknown) and the rest land.
+async fn a_batch_of_events_applies_each_once(app: TestApp) {
+    use vocalized_control::calls::ingest::{self, Applied};
+    live_agent(&app).await;
+    let (_, twiml) = app
+        .twilio(
+            "/webhooks/calls/inbound",
+            &voice_params("CAbatch"),
+            Some(TWILIO_AUTH_TOKEN),
+        )
+        .await;
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    let plan = link
+        .plan_twilio_call(&stream_token(&twiml), "MZ")
+        .await
+        .unwrap();
+    let call = plan.call_id.as_str();
+    let event = |seq, kind| CallEvent {
+        seq,
+        at_ms: seq * 10,
+        kind,
+    };
+    let answered = event(101, CallEventKind::Answered);
+    let said = event(
+        102,
+        CallEventKind::Transcript {
+            role: Role::User,
+            text: "Hello there".into(),
+            start_ms: 0,
+            end_ms: 900,
+            confidence: None,
+            truncated: false,
+        },
+    );
+    let usage = event(
+        103,
+        CallEventKind::Usage {
+            provider: "openai".into(),
+            model: "gpt-4o-mini-transcribe".into(),
+            usage: Usage {
+                audio_input_ms: 60_000,
+                ..Usage::default()
+            },
+        },
+    );
+    let applied = ingest::apply_batch(
+        &app.state.db,
+        &[
+            (call, &answered),
+            (call, &said),
+            ("call_nobody", &said),
+            (call, &answered),
+            (call, &usage),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        applied,
+        [
+            Applied::New,
+            Applied::New,
+            Applied::UnknownCall,
+            Applied::Duplicate,
+            Applied::New
+        ]
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM call_events WHERE seq > 100")
+            .await,
+        3
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM call_transcripts").await, 1);
+    // One minute at $0.003 = 3000 micro-dollars, plus 20 % markup.
+    assert_eq!(
+        app.count("SELECT CAST(SUM(final_cost_micros) AS BIGINT) FROM usage_records")
+            .await,
+        3600
+    );
+    // Replaying the whole batch (as after a failed commit) changes nothing.
+    let again = ingest::apply_batch(&app.state.db, &[(call, &said), (call, &usage)])
+        .await
+        .unwrap();
+    assert_eq!(again, [Applied::Duplicate, Applied::Duplicate]);
+    assert_eq!(app.count("SELECT COUNT(*) FROM call_transcripts").await, 1);
+    assert_eq!(
+        app.count("SELECT CAST(SUM(final_cost_micros) AS BIGINT) FROM usage_records")
+            .await,
+        3600
+    );
+}
+
 on_both_databases!(
     bad_or_missing_signatures_are_refused_and_write_nothing,
     unknown_numbers_hear_not_in_service,
@@ -485,6 +578,7 @@ on_both_databases!(
     a_whole_call_from_webhook_to_priced_transcript,
     expired_tokens_fail_the_call_and_retried_webhooks_reuse_it,
     a_workspaces_own_twilio_account_signs_its_numbers,
+    a_batch_of_events_applies_each_once,
 );
 
 /// Caller transcription usage (billed by OpenAI apart from responses) is priced too.

@@ -48,17 +48,49 @@ fn end_reason_code(reason: &EndReason) -> &str {
     }
 }
 
+/// Applies one event in its own transaction.
 pub async fn apply(db: &Db, call_id: &str, event: &CallEvent) -> Result<Applied, sqlx::Error> {
+    let applied = apply_batch(db, &[(call_id, event)]).await?;
+    Ok(applied.into_iter().next().unwrap_or(Applied::UnknownCall))
+}
+
+/// Applies events in order in one transaction, returning what each did. One transaction
+/// for many events is what lets the writer keep up under load: a transaction per event
+/// cost a few database round trips each (SQLite's run on their own thread). A failure
+/// rolls the whole batch back; applying it again is safe, as every event is idempotent.
+pub async fn apply_batch(
+    db: &Db,
+    events: &[(&str, &CallEvent)],
+) -> Result<Vec<Applied>, sqlx::Error> {
     // Read outside the transaction: a second pool connection inside it could wait on the
     // very write lock the transaction holds.
-    let markup_bps = match event.kind {
-        CallEventKind::Usage { .. } => settings::get(db, "pricing_markup_bps")
+    let markup_bps = if events
+        .iter()
+        .any(|(_, e)| matches!(e.kind, CallEventKind::Usage { .. }))
+    {
+        settings::get(db, "pricing_markup_bps")
             .await?
             .and_then(|v| v.as_i64())
-            .unwrap_or(2000),
-        _ => 0,
+            .unwrap_or(2000)
+    } else {
+        0
     };
     let mut tx = db.pool.begin().await?;
+    let mut applied = Vec::with_capacity(events.len());
+    for (call_id, event) in events {
+        applied.push(apply_in(&mut *tx, markup_bps, call_id, event).await?);
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// One event's row and side effects, inside the caller's transaction.
+async fn apply_in(
+    tx: &mut AnyConnection,
+    markup_bps: i64,
+    call_id: &str,
+    event: &CallEvent,
+) -> Result<Applied, sqlx::Error> {
     let call: Option<(String, Option<i64>, i64)> =
         sqlx::query_as("SELECT workspace_id, answered_at, started_at FROM calls WHERE id = $1")
             .bind(call_id)
@@ -113,25 +145,34 @@ pub async fn apply(db: &Db, call_id: &str, event: &CallEvent) -> Result<Applied,
                 Role::System => "system",
             };
             let end_ms = (*end_ms).max(*start_ms);
-            sqlx::query(
+            // A missing confidence is a NULL literal, not a bound `None`: sqlx 0.9's Any
+            // driver binds a NULL f64 as a float4 on Postgres, and a connection whose cached
+            // statement first saw that then fails every real confidence (22P03).
+            let sql = if confidence.is_some() {
                 "INSERT INTO call_transcripts (id, workspace_id, call_id, seq, role, content, start_ms, end_ms,
-                                               duration_ms, confidence, truncated, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(new_id("trn"))
-            .bind(&workspace_id)
-            .bind(call_id)
-            .bind(event.seq as i64)
-            .bind(role)
-            .bind(text)
-            .bind(*start_ms as i64)
-            .bind(end_ms as i64)
-            .bind((end_ms - start_ms) as i64)
-            .bind(confidence.map(|c| c.clamp(0.0, 1.0)))
-            .bind(i64::from(*truncated))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+                                               duration_ms, truncated, created_at, confidence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            } else {
+                "INSERT INTO call_transcripts (id, workspace_id, call_id, seq, role, content, start_ms, end_ms,
+                                               duration_ms, truncated, created_at, confidence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL)"
+            };
+            let mut insert = sqlx::query(sql)
+                .bind(new_id("trn"))
+                .bind(&workspace_id)
+                .bind(call_id)
+                .bind(event.seq as i64)
+                .bind(role)
+                .bind(text)
+                .bind(*start_ms as i64)
+                .bind(end_ms as i64)
+                .bind((end_ms - start_ms) as i64)
+                .bind(i64::from(*truncated))
+                .bind(now);
+            if let Some(confidence) = confidence {
+                insert = insert.bind(confidence.clamp(0.0, 1.0));
+            }
+            insert.execute(&mut *tx).await?;
         }
         CallEventKind::Usage {
             provider,
@@ -139,7 +180,7 @@ pub async fn apply(db: &Db, call_id: &str, event: &CallEvent) -> Result<Applied,
             usage,
         } => {
             record_usage(
-                &mut tx,
+                tx,
                 markup_bps,
                 &workspace_id,
                 call_id,
@@ -174,7 +215,6 @@ pub async fn apply(db: &Db, call_id: &str, event: &CallEvent) -> Result<Applied,
         }
         _ => {}
     }
-    tx.commit().await?;
     Ok(Applied::New)
 }
 

@@ -58,21 +58,27 @@ impl InProcessLink {
 /// How often the writer checks whether provider health needs writing.
 const HEALTH_TICK_MS: u64 = 1_000;
 
+/// Most events applied in one transaction.
+const MAX_BATCH: usize = 256;
+
 async fn write_events(state: AppState, mut rx: mpsc::UnboundedReceiver<(CallId, CallEvent)>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(HEALTH_TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
-        let (call_id, event) = tokio::select! {
-            next = rx.recv() => match next {
-                Some(next) => next,
-                None => break,
+        // Whatever has queued up while the last batch was written goes in the next one,
+        // so the writer does fewer, larger transactions exactly when calls are many.
+        tokio::select! {
+            received = rx.recv_many(&mut batch, MAX_BATCH) => if received == 0 {
+                break;
             },
             _ = tick.tick() => {
                 write_health(&state, false).await;
                 continue;
             }
-        };
-        apply_event(&state, call_id, event).await;
+        }
+        apply_events(&state, &batch).await;
+        batch.clear();
     }
     write_health(&state, true).await;
 }
@@ -84,26 +90,27 @@ async fn write_health(state: &AppState, force: bool) {
     }
 }
 
-async fn apply_event(state: &AppState, call_id: CallId, event: CallEvent) {
-    let ended = matches!(event.kind, CallEventKind::Ended(_));
+async fn apply_events(state: &AppState, batch: &[(CallId, CallEvent)]) {
+    let events: Vec<(&str, &CallEvent)> = batch.iter().map(|(c, e)| (c.as_str(), e)).collect();
     // A database hiccup must not lose a billable event: retry with backoff.
     let mut delay_ms = 50;
-    loop {
-        match ingest::apply(&state.db, call_id.as_str(), &event).await {
-            Ok(Applied::New | Applied::Duplicate) => break,
-            Ok(Applied::UnknownCall) => {
-                tracing::warn!(%call_id, seq = event.seq, "event for an unknown call dropped");
-                break;
-            }
+    let applied = loop {
+        match ingest::apply_batch(&state.db, &events).await {
+            Ok(applied) => break applied,
             Err(e) => {
-                tracing::error!(%call_id, seq = event.seq, error = %e, "applying call event failed; retrying");
+                tracing::error!(events = events.len(), error = %e, "applying call events failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
                 delay_ms = (delay_ms * 2).min(5_000);
             }
         }
-    }
-    if ended {
-        state.live.remove(call_id.as_str());
+    };
+    for ((call_id, event), applied) in batch.iter().zip(applied) {
+        if applied == Applied::UnknownCall {
+            tracing::warn!(%call_id, seq = event.seq, "event for an unknown call dropped");
+        }
+        if matches!(event.kind, CallEventKind::Ended(_)) {
+            state.live.remove(call_id.as_str());
+        }
     }
 }
 
