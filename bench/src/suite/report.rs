@@ -83,6 +83,9 @@ pub struct FrameCounts {
     pub caller_sent: u64,
     pub caller_received: u64,
     pub caller_lost: u64,
+    /// webrtc: of `caller_lost`, frames missing from the very start of a call (the
+    /// provider's audio lines up with the caller's only from a later frame on).
+    pub caller_lost_first: u64,
     /// Failover: sent after the provider was cut, to the fallback the bench cannot see.
     pub caller_exempt: u64,
     /// Frames the provider could not read a stamp from (altered or misaligned bytes).
@@ -389,10 +392,11 @@ pub fn table(report: &Report) -> String {
         if l.scenario == "webrtc" {
             let _ = writeln!(
                 out,
-                "  frames caller→provider (by position): {} sent, {} received, {} lost, {} unattributed; provider→caller: {} sent, {} heard, {} lost, {} late (>20 ms behind, or after a gap), {} exempt (hang-up), {} playout gaps inside replies, {} runs before any reply",
+                "  frames caller→provider (by position): {} sent, {} received, {} lost ({} of them a call's first frames), {} unattributed; provider→caller: {} sent, {} heard, {} lost, {} late (>20 ms behind, or after a gap), {} exempt (hang-up), {} playout gaps inside replies, {} runs before any reply",
                 fc.caller_sent,
                 fc.caller_received,
                 fc.caller_lost,
+                fc.caller_lost_first,
                 fc.cross_wired,
                 fc.provider_sent,
                 fc.provider_received,

@@ -653,29 +653,45 @@ fn frame_end_bytes(k: usize) -> u64 {
     (k as u64 + 1) * PROVIDER_FRAME_BYTES
 }
 
-/// How well `provider`'s appends fit `caller`'s frames: the median latency of a sample of
-/// frames, or `None` if some frame would have arrived before it was sent, or the provider
-/// got more audio than the caller sent.
-fn fit(caller: &WebCallerLog, provider: &ProviderLog) -> Option<u64> {
-    if provider.appends.is_empty() || caller.sent_at.is_empty() {
-        return None;
-    }
-    let step = (provider.appends.len() / 200).max(1);
-    let mut latencies = Vec::with_capacity(provider.appends.len() / step + 1);
-    for (at, total) in provider.appends.iter().step_by(step) {
-        let complete = (*total / PROVIDER_FRAME_BYTES) as usize;
-        if complete == 0 {
-            continue;
-        }
-        let sent = *caller.sent_at.get(complete - 1)?;
-        latencies.push(at.checked_duration_since(sent)?.as_micros() as u64);
-    }
+/// Most frames [`align`] considers missing from the start of a call.
+const MAX_SHIFT: usize = 250;
+
+/// How `provider`'s appends line up with `caller`'s frames: `(shift, median latency µs)`
+/// of a sample of frames, or `None` if no alignment keeps every frame arriving after it
+/// was sent, or the provider got more audio than the caller sent.
+///
+/// Shift `s` supposes the first `s` frames never reached the provider (a gateway that
+/// drops audio before the call is answered), so that the audio it did get starts at
+/// frame `s`. Each extra frame of shift takes 20 ms off every latency, so the largest
+/// shift that keeps them all non-negative is the one consistent with causality; the
+/// audio missing at the end (in flight at hang-up) is the rest.
+fn align(caller: &WebCallerLog, provider: &ProviderLog) -> Option<(usize, u64)> {
     let (_, total) = provider.appends.last()?;
-    if (*total / PROVIDER_FRAME_BYTES) as usize > caller.sent_at.len() {
-        return None;
+    let received = (*total / PROVIDER_FRAME_BYTES) as usize;
+    let missing = caller.sent_at.len().checked_sub(received)?;
+    let step = (provider.appends.len() / 200).max(1);
+    let latencies = |shift: usize| -> Option<Vec<u64>> {
+        let mut out = Vec::with_capacity(provider.appends.len() / step + 1);
+        for (at, total) in provider.appends.iter().step_by(step) {
+            let complete = (*total / PROVIDER_FRAME_BYTES) as usize;
+            if complete == 0 {
+                continue;
+            }
+            let sent = *caller.sent_at.get(complete - 1 + shift)?;
+            out.push(at.checked_duration_since(sent)?.as_micros() as u64);
+        }
+        Some(out)
+    };
+    let mut best = None;
+    for shift in 0..=missing.min(MAX_SHIFT) {
+        match latencies(shift) {
+            Some(l) => best = Some((shift, l)),
+            None => break,
+        }
     }
-    latencies.sort_unstable();
-    latencies.get(latencies.len() / 2).copied()
+    let (shift, mut l) = best?;
+    l.sort_unstable();
+    Some((shift, l.get(l.len() / 2).copied().unwrap_or(0)))
 }
 
 /// Pairs provider sessions with the callers they served: for each session, the caller
@@ -687,7 +703,7 @@ pub fn pair(callers: &[WebCallerLog], providers: &[ProviderLog]) -> Vec<(usize, 
     let mut fits = Vec::new();
     for (p, provider) in providers.iter().enumerate() {
         for (c, caller) in callers.iter().enumerate() {
-            if let Some(score) = fit(caller, provider) {
+            if let Some((_, score)) = align(caller, provider) {
                 fits.push((score, p, c));
             }
         }
@@ -750,9 +766,19 @@ pub fn join(
             counts.caller_lost += caller.sent_at.len() as u64;
             continue;
         };
-        let received = caller_to_provider(caller, provider, &mut c2p, &mut c2p_setup, drift, epoch);
+        let shift = align(caller, provider).map_or(0, |(s, _)| s);
+        let received = caller_to_provider(
+            caller,
+            provider,
+            shift,
+            &mut c2p,
+            &mut c2p_setup,
+            drift,
+            epoch,
+        );
         counts.caller_received += received;
         counts.caller_lost += caller.sent_at.len() as u64 - received;
+        counts.caller_lost_first += shift as u64;
         let mut heard = new_histogram();
         provider_to_caller(
             caller,
@@ -784,11 +810,12 @@ pub fn join(
     (f, counts)
 }
 
-/// Times every caller frame that reached `provider` (by position, see the module doc);
-/// returns how many did.
+/// Times every caller frame that reached `provider` (by position, see the module doc;
+/// the first `shift` frames never did, see [`align`]); returns how many did.
 fn caller_to_provider(
     caller: &WebCallerLog,
     provider: &ProviderLog,
+    shift: usize,
     steady: &mut Histogram<u64>,
     during_setup: &mut Histogram<u64>,
     drift: &Drift,
@@ -796,8 +823,8 @@ fn caller_to_provider(
 ) -> u64 {
     let mut k = 0;
     for (at, total) in &provider.appends {
-        while k < caller.sent_at.len() && frame_end_bytes(k) <= *total {
-            let sent = caller.sent_at[k];
+        while k + shift < caller.sent_at.len() && frame_end_bytes(k) <= *total {
+            let sent = caller.sent_at[k + shift];
             let us = at.saturating_duration_since(sent).as_micros() as u64;
             if provider.upgraded_at.is_some_and(|up| sent >= up) {
                 steady.saturating_record(us);
@@ -1008,6 +1035,38 @@ mod tests {
         let mut pairs = pair(&callers, &providers);
         pairs.sort_unstable();
         assert_eq!(pairs, vec![(0, 2), (1, 0), (2, 1)]);
+    }
+
+    #[test]
+    fn a_first_frame_the_gateway_dropped_is_lost_and_does_not_shift_the_rest() {
+        let t0 = Instant::now();
+        let c = caller(3, t0);
+        let mut p = provider(t0, 2);
+        // Frames 1..9 arrived 2 ms after they were sent; frame 0 never did.
+        p.appends = (1..10)
+            .map(|k| (t0 + ms(20 * k + 2), k * PROVIDER_FRAME_BYTES))
+            .collect();
+        let (f, counts) = join(&[c], &mut [p], &Drift::default(), t0);
+        assert_eq!(
+            (
+                counts.caller_received,
+                counts.caller_lost,
+                counts.caller_lost_first
+            ),
+            (9, 1, 1)
+        );
+        assert!(
+            (f.caller_to_provider.max_ms - 2.0).abs() < 0.1,
+            "{:?}",
+            f.caller_to_provider
+        );
+        // The last frame lost instead (in flight at hang-up): no shift.
+        let c = caller(3, t0);
+        let mut p = provider(t0, 2);
+        p.appends.pop();
+        let (f, counts) = join(&[c], &mut [p], &Drift::default(), t0);
+        assert_eq!((counts.caller_lost, counts.caller_lost_first), (1, 0));
+        assert!((f.caller_to_provider.max_ms - 2.0).abs() < 0.1);
     }
 
     #[test]
