@@ -10,6 +10,13 @@ pub mod gemini;
 pub mod openai;
 pub mod twilio;
 
+/// WebSocket settings for every fake's server side: a 4 KiB read buffer, as the gateway
+/// uses. tungstenite zeroes all of its default 128 KiB on every read, which made the
+/// fakes spend CPU per 20 ms frame that the gateway they share two cores with needs.
+pub(crate) fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096)
+}
+
 /// A random lowercase hex string of `len` characters, for ids such as `item_…` and `CA…`.
 /// Not cryptographic: ids only need to be unique within a test run.
 pub(crate) fn random_hex(len: usize) -> String {

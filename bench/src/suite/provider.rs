@@ -247,7 +247,9 @@ impl Driver {
     }
 
     async fn serve(mut self, tcp: TcpStream, mut killed: watch::Receiver<bool>) {
-        let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+        let Ok(mut ws) =
+            tokio_tungstenite::accept_async_with_config(tcp, Some(crate::fakes::ws_config())).await
+        else {
             self.with_log(|l| l.closed_at = Some(Instant::now()));
             return;
         };

@@ -121,7 +121,12 @@ async fn serve<M: Machine>(
             }
         }
     };
-    let upgraded = tokio_tungstenite::accept_hdr_async(tcp, callback).await;
+    let upgraded = tokio_tungstenite::accept_hdr_async_with_config(
+        tcp,
+        callback,
+        Some(crate::fakes::ws_config()),
+    )
+    .await;
     changed.send_modify(|v| *v += 1);
     let (Ok(mut ws), Some(mut machine)) = (upgraded, machine) else {
         return;

@@ -194,7 +194,12 @@ async fn serve(tcp: TcpStream, behaviour: Arc<GeminiBehaviour>, handle: GeminiHa
             None => Ok(response),
         }
     };
-    let upgraded = tokio_tungstenite::accept_hdr_async(tcp, callback).await;
+    let upgraded = tokio_tungstenite::accept_hdr_async_with_config(
+        tcp,
+        callback,
+        Some(crate::fakes::ws_config()),
+    )
+    .await;
     let mut ws = match upgraded {
         Ok(ws) => ws,
         Err(_) => {

@@ -192,7 +192,12 @@ async fn serve(tcp: TcpStream, behaviour: Arc<OpenAiBehaviour>, handle: OpenAiHa
             None => Ok(response),
         }
     };
-    let upgraded = tokio_tungstenite::accept_hdr_async(tcp, callback).await;
+    let upgraded = tokio_tungstenite::accept_hdr_async_with_config(
+        tcp,
+        callback,
+        Some(crate::fakes::ws_config()),
+    )
+    .await;
     let model = record
         .lock()
         .unwrap_or_else(|p| p.into_inner())
