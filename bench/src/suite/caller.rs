@@ -66,6 +66,9 @@ pub struct CallerLog {
     pub ended_at: Option<Instant>,
     pub outcome: CallOutcome,
     pub frames_sent: u32,
+    /// When each frame was sent, by index: `transcode` times frames by position, as
+    /// resampling destroys the stamps.
+    pub sent_at: Vec<Instant>,
     /// Provider → caller, per frame (µs).
     pub agent_latency_us: Histogram<u64>,
     /// |transit(i) − transit(i−1)| between consecutive agent frames (µs), RFC 3550's
@@ -93,6 +96,7 @@ impl CallerLog {
             ended_at: None,
             outcome: CallOutcome::Failed("never started".into()),
             frames_sent: 0,
+            sent_at: Vec::new(),
             agent_latency_us: new_histogram(),
             jitter_us: new_histogram(),
             received: HashMap::new(),
@@ -285,7 +289,9 @@ async fn call(
                 frame.fill(crate::audio::ULAW_SILENCE);
                 let end = (offset + marker::FRAME_BYTES).min(script.len());
                 frame[..end - offset].copy_from_slice(&script[offset..end]);
-                let stamp = Stamp { stream: log.index, seq, sent_us: clock.micros(Instant::now()) };
+                let sent_at = Instant::now();
+                log.sent_at.push(sent_at);
+                let stamp = Stamp { stream: log.index, seq, sent_us: clock.micros(sent_at) };
                 marker::write(&stamp, &mut frame);
                 // Written directly rather than through a `serde_json::Value` tree: the bench's
                 // own CPU per frame competes with the gateway's for the same cores.

@@ -24,4 +24,5 @@ pub mod provider;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod transcode;
 pub mod webrtc;

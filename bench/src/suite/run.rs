@@ -15,6 +15,7 @@ use super::gateway::{self, GatewayProcess, ProcSample};
 use super::marker::StampClock;
 use super::provider::{ProbeMode, ProbeProvider, ProviderLog};
 use super::report::{self, GatewayUsage, LevelReport, UsageSample};
+use super::transcode;
 use super::webrtc::{self, WebCallerLog};
 use crate::audio;
 use crate::fakes::gemini::{FakeGemini, GeminiBehaviour};
@@ -38,8 +39,8 @@ pub enum Scenario {
     /// The same calls held for a long time: the report's drift and RSS growth matter.
     Soak,
     /// Twilio + Gemini Live: µ-law 8 kHz resampled to PCM16 16 kHz in and 24 kHz out.
-    /// Stamps do not survive resampling, so this reports setup, cost and delivered audio
-    /// by byte count, not per-frame latency.
+    /// Stamps do not survive resampling, so frames are timed by position and by chunk
+    /// (`transcode.rs`), and loss is judged by byte count.
     Transcode,
     /// Half-way through, every provider session is cut (TCP reset); the gateway fails
     /// over to the built-in echo provider, configured as the next in the chain.
@@ -335,19 +336,32 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
             )
         })
         .collect();
-    let (figures, mut frames) = if web {
+    let (mut figures, mut frames) = if web {
         webrtc::join(&web_callers, &mut provider_logs, &progress.drift, epoch)
     } else {
         report::join(&callers, &provider_logs, killed_at)
     };
+    let mut unpaired_sessions = 0;
     if let Some(gemini) = &gemini {
-        transcode_frames(&mut frames, &callers, &gemini.sessions());
+        let sessions = gemini.sessions();
+        transcode_frames(&mut frames, &callers, &sessions);
+        let timed = transcode::join(&callers, &sessions);
+        figures.caller_to_provider = timed.caller_to_provider;
+        figures.caller_to_provider_during_setup = timed.caller_to_provider_during_setup;
+        figures.provider_to_caller = timed.provider_to_caller;
+        figures.jitter = timed.jitter;
+        unpaired_sessions = timed.unpaired_sessions;
     }
-    let (calls_completed, calls_failed, failures) = if web {
+    let (calls_completed, calls_failed, mut failures) = if web {
         report::outcomes_of(web_callers.iter().map(|c| (c.index, &c.outcome)))
     } else {
         report::outcomes(&callers)
     };
+    if unpaired_sessions > 0 {
+        failures.push(format!(
+            "{unpaired_sessions} Gemini sessions could not be paired with a caller; their frames are not timed"
+        ));
+    }
     let call_seconds = if web {
         report::call_seconds_of(web_callers.iter().map(|c| (c.started_at, c.ended_at)))
     } else {

@@ -19,6 +19,7 @@ mod session;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -155,6 +156,9 @@ pub struct SessionRecord {
     pub counts: BTreeMap<String, u64>,
     /// Decoded bytes of `realtimeInput.audio`.
     pub audio_bytes_in: u64,
+    /// Each `realtimeInput.audio` as it arrived: when, and `audio_bytes_in` after it
+    /// (the bench times caller frames by position with these).
+    pub audio_in: Vec<(Instant, u64)>,
     /// Every distinct audio `mimeType` received.
     pub audio_mime_types: Vec<String>,
     /// Every `clientContent` turn (`{"role", "parts"}`), in order.
@@ -173,6 +177,8 @@ pub struct SessionRecord {
     pub interruptions: u32,
     /// Agent audio bytes sent.
     pub audio_bytes_out: u64,
+    /// When each agent audio chunk was sent.
+    pub audio_out: Vec<Instant>,
     pub go_away_sent: bool,
     /// Resumable handles handed out, in order.
     pub handles_issued: Vec<String>,

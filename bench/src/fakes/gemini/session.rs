@@ -381,6 +381,7 @@ impl Session {
         };
         self.with_record(|r| {
             r.audio_bytes_in += bytes.len() as u64;
+            r.audio_in.push((now, r.audio_bytes_in));
             if !r.audio_mime_types.iter().any(|m| m == mime) {
                 r.audio_mime_types.push(mime.to_owned());
             }
@@ -534,7 +535,10 @@ impl Session {
             let text: String = reply.words[reply.words_sent..words_due].concat();
             reply.words_sent = words_due;
             reply.next_due += interval;
-            self.with_record(|r| r.audio_bytes_out += (end - start) as u64);
+            self.with_record(|r| {
+                r.audio_bytes_out += (end - start) as u64;
+                r.audio_out.push(now);
+            });
             self.send(msg::audio(&data));
             if self.transcribe_output && !text.is_empty() {
                 self.send(msg::output_transcription(&text));
