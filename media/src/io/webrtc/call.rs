@@ -156,7 +156,10 @@ pub async fn run<L: ControlLink>(
                 }
                 None => session.handle_input(Input::WebFailed, Instant::now()),
             },
-            Some((seq, payload)) = rtp_rx.recv() => {
+            // Not before Connected: the browser may send its first packet before the peer
+            // reports the state, and the session drops audio before the answer. Packets
+            // wait in the queue meanwhile, so the call's first words are not lost.
+            Some((seq, payload)) = rtp_rx.recv(), if connected => {
                 counters.packets += 1;
                 let now = Instant::now();
                 receive(seq, &payload, &mut last_seq, &mut decoder, &mut pcm, &mut counters, |frame| {
