@@ -87,6 +87,7 @@ pub async fn run<L: ControlLink>(
     let mut pacer = Pacer::new(PacerConfig::webrtc());
     let mut pcm = vec![0i16; OPUS_MAX_PACKET_SAMPLES];
     let mut encoded = vec![0u8; OPUS_MAX_PACKET_BYTES];
+    let mut silence = SilenceCache::default();
     let mut counters = WebCallCounters::default();
     let mut last_seq: Option<u16> = None;
     let (rtp_tx, mut rtp_rx) = mpsc::channel::<Packet>(RTP_QUEUE);
@@ -141,7 +142,7 @@ pub async fn run<L: ControlLink>(
                     }
                     // Start the outgoing clock: the browser hears comfort silence until the
                     // agent speaks, so its jitter buffer settles before the first word.
-                    send_due_frames(&mut pacer, &mut encoder, &mut encoded, &peer, &mut counters).await;
+                    send_due_frames(&mut pacer, &mut encoder, &mut encoded, &mut silence, &peer, &mut counters).await;
                 }
                 Some(PeerEvent::State(
                     RTCPeerConnectionState::Failed
@@ -175,7 +176,7 @@ pub async fn run<L: ControlLink>(
                 }
             }
             _ = sleep_until(tick) => {
-                send_due_frames(&mut pacer, &mut encoder, &mut encoded, &peer, &mut counters).await;
+                send_due_frames(&mut pacer, &mut encoder, &mut encoded, &mut silence, &peer, &mut counters).await;
                 session.handle_input(Input::Timeout, Instant::now());
             }
             _ = sleep_until(session_deadline) => session.handle_input(Input::Timeout, Instant::now()),
@@ -211,6 +212,7 @@ pub async fn run<L: ControlLink>(
         frames_played = stats.frames_played,
         underruns = stats.underruns,
         late_frames = stats.late_frames,
+        silence_reused = silence.reused,
         "browser call finished"
     );
 }
@@ -273,11 +275,58 @@ fn receive(
     }
 }
 
+/// Consecutive silent frames encoded before the silence packet is reused: by then the
+/// encoder's lookahead and its FEC copy of the previous frame hold only silence.
+const SILENCE_SETTLE_FRAMES: u32 = 3;
+
+/// The encoded packet for digital silence, reused for the comfort silence between
+/// replies. Encoding is most of a browser call's CPU (libopus with FEC), and the pacer
+/// sends silence for every tick the agent is not speaking; a packet of silence decodes
+/// the same whichever encoder state made it.
+#[derive(Default)]
+struct SilenceCache {
+    /// Silent frames in a row, the current one included.
+    run: u32,
+    packet: Option<Bytes>,
+    /// Frames sent from the cache instead of the encoder.
+    reused: u64,
+}
+
+impl SilenceCache {
+    /// The packet for `frame`: cached if it is settled silence, else encoded.
+    fn packet(
+        &mut self,
+        frame: &[i16],
+        encoder: &mut OpusEncoder,
+        encoded: &mut [u8],
+    ) -> Result<Bytes, crate::core::opus::OpusError> {
+        let silent = frame.iter().all(|&s| s == 0);
+        self.run = if silent {
+            self.run.saturating_add(1)
+        } else {
+            0
+        };
+        if self.run > SILENCE_SETTLE_FRAMES
+            && let Some(packet) = &self.packet
+        {
+            self.reused += 1;
+            return Ok(packet.clone());
+        }
+        let len = encoder.encode(frame, encoded)?;
+        let packet = Bytes::copy_from_slice(&encoded[..len]);
+        if self.run == SILENCE_SETTLE_FRAMES {
+            self.packet = Some(packet.clone());
+        }
+        Ok(packet)
+    }
+}
+
 /// Encodes and sends every frame the pacer has due (agent audio or comfort silence).
 async fn send_due_frames(
     pacer: &mut Pacer,
     encoder: &mut OpusEncoder,
     encoded: &mut [u8],
+    silence: &mut SilenceCache,
     peer: &Peer,
     counters: &mut WebCallCounters,
 ) {
@@ -286,8 +335,8 @@ async fn send_due_frames(
         let Some(frame) = pacer.poll(now) else {
             return;
         };
-        let len = match encoder.encode(frame, encoded) {
-            Ok(len) => len,
+        let data = match silence.packet(frame, encoder, encoded) {
+            Ok(data) => data,
             Err(error) => {
                 counters.encode_errors += 1;
                 debug!(%error, "Opus encode failed; frame skipped");
@@ -295,7 +344,7 @@ async fn send_due_frames(
             }
         };
         let sample = Sample {
-            data: Bytes::copy_from_slice(&encoded[..len]),
+            data,
             duration: crate::core::pacer::TICK,
             ..Sample::new(now)
         };
@@ -341,6 +390,49 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settled_silence_is_sent_from_the_cache_and_speech_is_always_encoded() {
+        let mut encoder = OpusEncoder::new().unwrap();
+        let mut decoder = crate::core::opus::OpusDecoder::new().unwrap();
+        let mut encoded = vec![0u8; OPUS_MAX_PACKET_BYTES];
+        let mut cache = SilenceCache::default();
+        let speech: Vec<i16> = (0..OPUS_FRAME_SAMPLES)
+            .map(|s| ((s as f64 * 0.05).sin() * 8000.0) as i16)
+            .collect();
+        let silence = vec![0i16; OPUS_FRAME_SAMPLES];
+        for _ in 0..5 {
+            cache.packet(&speech, &mut encoder, &mut encoded).unwrap();
+        }
+        assert_eq!(cache.reused, 0);
+        let mut sent = Vec::new();
+        for _ in 0..10 {
+            sent.push(cache.packet(&silence, &mut encoder, &mut encoded).unwrap());
+        }
+        // The first frames of silence are encoded (the encoder still carries speech in
+        // its lookahead and FEC); the rest repeat the packet of the settled one.
+        assert_eq!(cache.reused, 10 - u64::from(SILENCE_SETTLE_FRAMES));
+        let settled = &sent[SILENCE_SETTLE_FRAMES as usize - 1];
+        assert!(
+            sent[SILENCE_SETTLE_FRAMES as usize..]
+                .iter()
+                .all(|p| p == settled)
+        );
+        let mut pcm = vec![0i16; crate::core::opus::OPUS_MAX_PACKET_SAMPLES];
+        for packet in &sent[SILENCE_SETTLE_FRAMES as usize..] {
+            let n = decoder.decode(packet, &mut pcm).unwrap();
+            assert_eq!(n, OPUS_FRAME_SAMPLES);
+            let peak = pcm[..n].iter().map(|s| s.unsigned_abs()).max().unwrap();
+            assert!(
+                peak < 64,
+                "a reused silence packet decodes to silence, peak {peak}"
+            );
+        }
+        // Speech after it goes through the encoder again.
+        let after = cache.packet(&speech, &mut encoder, &mut encoded).unwrap();
+        assert_ne!(&after, settled);
+        assert_eq!(cache.reused, 10 - u64::from(SILENCE_SETTLE_FRAMES));
+    }
 
     fn packets(n: usize) -> Vec<Vec<u8>> {
         let mut enc = OpusEncoder::new().unwrap();
