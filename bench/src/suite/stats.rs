@@ -99,6 +99,27 @@ impl Percentiles {
     }
 }
 
+/// One-to-one `(session, caller)` pairs from scored candidates `(score, session,
+/// caller)`, the lowest score first: how the position-timed joins (webrtc, transcode)
+/// match provider sessions with the callers they served.
+pub fn pair_best_first<S: Ord>(
+    mut fits: Vec<(S, usize, usize)>,
+    sessions: usize,
+    callers: usize,
+) -> Vec<(usize, usize)> {
+    fits.sort_unstable();
+    let (mut s_used, mut c_used) = (vec![false; sessions], vec![false; callers]);
+    let mut pairs = Vec::new();
+    for (_, s, c) in fits {
+        if s < sessions && c < callers && !s_used[s] && !c_used[c] {
+            s_used[s] = true;
+            c_used[c] = true;
+            pairs.push((s, c));
+        }
+    }
+    pairs
+}
+
 /// Adds `from` into `into`; values outside the bounds are clamped, never lost.
 pub fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
     if into.add(from).is_err() {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::caller::CallerLog;
-use super::stats::{Percentiles, new_histogram};
+use super::stats::{Percentiles, new_histogram, pair_best_first};
 use crate::fakes::gemini::SessionRecord;
 
 /// One 20 ms caller frame as Gemini gets it: 320 samples of PCM16 at 16 kHz.
@@ -95,17 +95,7 @@ pub fn pair(callers: &[CallerLog], sessions: &[SessionRecord]) -> Vec<(usize, us
             }
         }
     }
-    fits.sort_unstable();
-    let (mut s_used, mut c_used) = (vec![false; sessions.len()], vec![false; callers.len()]);
-    let mut pairs = Vec::new();
-    for (_, s, c) in fits {
-        if !s_used[s] && !c_used[c] {
-            s_used[s] = true;
-            c_used[c] = true;
-            pairs.push((s, c));
-        }
-    }
-    pairs
+    pair_best_first(fits, sessions.len(), callers.len())
 }
 
 /// Joins the Twilio callers with the fake Gemini's sessions.

@@ -708,17 +708,7 @@ pub fn pair(callers: &[WebCallerLog], providers: &[ProviderLog]) -> Vec<(usize, 
             }
         }
     }
-    fits.sort_unstable();
-    let (mut p_used, mut c_used) = (vec![false; providers.len()], vec![false; callers.len()]);
-    let mut pairs = Vec::new();
-    for (_, p, c) in fits {
-        if !p_used[p] && !c_used[c] {
-            p_used[p] = true;
-            c_used[c] = true;
-            pairs.push((p, c));
-        }
-    }
-    pairs
+    super::stats::pair_best_first(fits, providers.len(), callers.len())
 }
 
 /// Joins browser callers with the provider sessions (logged in
