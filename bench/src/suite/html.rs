@@ -102,17 +102,25 @@ fn summary_table(report: &Report) -> String {
                 format!("{:.0}", g.rss_kb_per_call),
             )
         });
+        // "–" for a measure the scenario does not take, not a misleading 0.
+        let p99 = |p: &Percentiles, decimals: usize| {
+            if p.count == 0 {
+                "–".to_owned()
+            } else {
+                format!("{:.decimals$} ms", p.p99_ms)
+            }
+        };
         let _ = write!(
             t,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class={class}>{lost}</td><td>{:.2} ms</td><td>{:.2} ms</td>\
-             <td>{:.1} ms</td><td>{:.2} ms</td><td>{cpu}</td><td>{kb}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class={class}>{lost}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{cpu}</td><td>{kb}</td></tr>",
             esc(&l.scenario),
             l.calls,
             l.calls_failed,
-            l.caller_to_provider.p99_ms,
-            l.provider_to_caller.p99_ms,
-            l.setup_gateway.p99_ms,
-            l.barge_in.p99_ms
+            p99(&l.caller_to_provider, 2),
+            p99(&l.provider_to_caller, 2),
+            p99(&l.setup_gateway, 1),
+            p99(&l.barge_in, 2)
         );
     }
     t.push_str("</table>");
@@ -168,7 +176,11 @@ fn latency_table(level: &LevelReport) -> String {
 /// Grouped horizontal bars: one group per measure, one bar per percentile, on a log
 /// scale so that 0.3 ms and 70 ms both read.
 fn latency_chart(level: &LevelReport) -> String {
-    let rows = latency_rows(level);
+    // A measure the scenario does not take (barge-in on polite browser callers) is left out.
+    let rows: Vec<_> = latency_rows(level)
+        .into_iter()
+        .filter(|(_, p)| p.count > 0)
+        .collect();
     let quantiles = ["p50", "p90", "p99", "p99.9"];
     let (left, width, bar, gap) = (190.0, 820.0, 9.0, 14.0);
     let group = bar * quantiles.len() as f64 + gap;
