@@ -249,7 +249,17 @@ async fn webrtc_browser_calls_lose_no_frame_and_are_timed_both_ways() {
     assert!(level.caller_to_provider.count > 0, "{f:?}");
     // The greeting and at least one reply per call, 75 frames each, heard and timed.
     assert!(f.provider_received >= 10 * 2 * 75, "{f:?}");
-    assert_eq!(level.provider_to_caller.count, f.provider_received);
+    // Every frame heard is timed, except those after a playout gap inside a reply (the
+    // gateway's pacer ran dry, as a debug build on a loaded machine can): they are
+    // counted as heard late, not timed against their run.
+    assert!(
+        level.provider_to_caller.count <= f.provider_received,
+        "{f:?}"
+    );
+    assert!(
+        f.provider_received - level.provider_to_caller.count <= f.provider_late,
+        "heard but neither timed nor late: {f:?}"
+    );
     assert_eq!(
         f.provider_unstamped, 0,
         "audio runs matching no reply: {f:?}"
