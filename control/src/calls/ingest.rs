@@ -320,7 +320,7 @@ async fn record_usage(
         );
     }
     let lines = price(usage, &prices);
-    let usage = Priced {
+    let priced = Priced {
         workspace_id,
         call_id,
         seq,
@@ -329,7 +329,7 @@ async fn record_usage(
         markup_bps,
         fallback,
     };
-    insert_lines(conn, &usage, &lines).await
+    insert_lines(conn, &priced, &lines).await
 }
 
 /// Ends the per-minute session (if any) that `event` — a failover or the call's end —
