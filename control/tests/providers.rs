@@ -1207,6 +1207,162 @@ async fn rotation_with_a_wrong_or_partial_key_changes_nothing(app: TestApp) {
     }
 }
 
+/// M1c and L2: a tenant names only an active catalogue model of its provider, in plain
+/// characters, for an agent (`voice_config.model`) or a provider config (`config.model`);
+/// anything else is a 422 naming the field, and nothing is stored.
+async fn tenant_models_must_be_active_catalogue_models(app: TestApp) {
+    let (owner, _, _) = app.signup("models@example.com").await;
+    let ws = app.workspace(&owner, "Models Co").await;
+    // Room for several agents.
+    sqlx::query("UPDATE workspaces SET subscription_tier = 'enterprise' WHERE id = $1")
+        .bind(&ws)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let agents = format!("/api/v1/workspaces/{ws}/agents");
+    let agent = |provider: &str, model: Value| json!({"name": "Desk", "voice_provider": provider, "voice_config": {"model": model}});
+
+    for (provider, model) in [
+        ("openai", json!("gpt-realtime-2025-08-28")), // a snapshot the catalogue lacks
+        ("openai", json!("gemini-live-2.5-flash-preview")), // another provider's model
+        ("openai", json!("gpt-realtime&foo=bar")),
+        ("openai", json!("x".repeat(101))),
+        ("openai", json!(42)),
+        ("google", json!("gpt-realtime")),
+        ("elevenlabs", json!("agent_someone_elses")), // an agent id on the platform's account
+    ] {
+        let r = app
+            .post(&agents, Some(&owner), agent(provider, model.clone()))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{provider} {model}: {}",
+            r.body
+        );
+        assert_eq!(r.bad_fields(), ["voice_config.model"], "{}", r.body);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM voice_agents").await, 0);
+
+    // Catalogued models (Google agents use the catalogue's gemini rows), and no model.
+    for (provider, model) in [
+        ("openai", json!("gpt-realtime-mini")),
+        ("google", json!("gemini-live-2.5-flash-preview")),
+        ("deepgram", json!("voice-agent")),
+        ("openai", Value::Null),
+    ] {
+        let r = app
+            .post(&agents, Some(&owner), agent(provider, model.clone()))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{provider} {model}: {}",
+            r.body
+        );
+    }
+    let r = app
+        .post(&agents, Some(&owner), json!({"name": "Plain"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["agent"]["id"].as_str().unwrap().to_owned();
+
+    // Update: a bad model, or a provider its stored model does not belong to.
+    let path = format!("{agents}/{id}");
+    let r = app
+        .call(
+            "PUT",
+            &path,
+            Some(&owner),
+            Some(json!({"voice_config": {"model": "nope"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.bad_fields(), ["voice_config.model"]);
+    let r = app
+        .call(
+            "PUT",
+            &path,
+            Some(&owner),
+            Some(json!({"voice_config": {"model": "gpt-realtime"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .call(
+            "PUT",
+            &path,
+            Some(&owner),
+            Some(json!({"voice_provider": "google"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.bad_fields(), ["voice_config.model"]);
+    let r = app
+        .call("PUT", &path, Some(&owner), Some(json!({"name": "Renamed"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["agent"]["voice_config"]["model"], "gpt-realtime");
+
+    // A deactivated catalogue model is refused too.
+    sqlx::query("UPDATE realtime_models SET is_active = 0 WHERE model_name = 'gpt-realtime-mini'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let r = app
+        .post(
+            &agents,
+            Some(&owner),
+            agent("openai", json!("gpt-realtime-mini")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+
+    // Workspace provider configs: the same rule for `model`, on create, PUT and PATCH.
+    let providers = format!("/api/v1/workspaces/{ws}/voice/providers");
+    let r = app
+        .post(
+            &providers,
+            Some(&owner),
+            json!({"provider": "openai", "config": {"model": "gpt-realtime#x"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.bad_fields(), ["config.model"]);
+    let r = app
+        .call(
+            "PUT",
+            &format!("{providers}/gemini"),
+            Some(&owner),
+            Some(json!({"config": {"model": "gpt-realtime"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.bad_fields(), ["config.model"]);
+    let r = app
+        .post(
+            &providers,
+            Some(&owner),
+            json!({"provider": "openai", "config": {"model": "gpt-realtime"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .call(
+            "PATCH",
+            &format!("{providers}/openai"),
+            Some(&owner),
+            Some(json!({"config": {"model": "made-up-model"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM workspace_provider_configs WHERE config LIKE '%made-up%'")
+            .await,
+        0
+    );
+}
+
 on_both_databases!(
     admin_provider_crud_and_validation,
     admin_health_costs_and_routing,
@@ -1214,4 +1370,5 @@ on_both_databases!(
     workspace_strategy,
     rotation_re_encrypts_every_secret,
     rotation_with_a_wrong_or_partial_key_changes_nothing,
+    tenant_models_must_be_active_catalogue_models,
 );

@@ -32,8 +32,14 @@ async fn workspace_with_agent(
 ) -> Workspace {
     let (token, _, _) = app.signup(owner).await;
     let ws = app.workspace(&token, owner).await;
+    // A catalogued model of the agent's provider (the API refuses any other).
+    let model = match voice_provider {
+        "openai" => "gpt-realtime-mini",
+        "google" => "gemini-live-2.5-flash-preview",
+        other => panic!("no test model for {other}"),
+    };
     let mut agent = json!({ "name": "Desk", "voice_provider": voice_provider,
-                            "voice_config": { "model": "gpt-realtime-mini" },
+                            "voice_config": { "model": model },
                             "config": { "instructions": "Be brief." } });
     if let Some(number) = number {
         let n = app

@@ -245,12 +245,18 @@ async fn load_offers(
             continue;
         };
         let mine = own.iter().find(|w| w.0 == name);
-        let model = agent_model
+        let tenant_model = agent_model
             .filter(|_| agent_provider == Some(name.as_str()))
             .map(str::to_owned)
-            .or_else(|| configured_model(mine.map(|w| w.3.as_str()), kind))
+            .or_else(|| configured_model(mine.map(|w| w.3.as_str()), kind));
+        let model = tenant_model
+            .clone()
             .or_else(|| configured_model(Some(&platform_config), kind))
             .unwrap_or_else(|| default_model(kind).to_owned());
+        // Outcomes of a model the tenant chose and the catalogue does not list stay out of
+        // the platform's health (security review M8).
+        let platform_model =
+            tenant_model.is_none() || prices.iter().any(|(p, m, _)| p == &name && m == &model);
         let platform_key = open_key(config, sealed.as_deref(), &name, "platform")
             .or_else(|| config.endpoint(kind).and_then(|e| e.api_key.clone()));
         let workspace_key = mine
@@ -284,6 +290,7 @@ async fn load_offers(
             workspace_key: workspace_key.is_some(),
             platform_key: platform_key.is_some() && !byo_broken,
             key_required: kind != ProviderKind::Echo,
+            platform_model,
         };
         offers.push(Offer {
             candidate,
