@@ -45,6 +45,8 @@ async fn workspace_with_agent(
             .await;
         assert_eq!(n.status, StatusCode::CREATED, "{}", n.body);
         agent["phone_number_id"] = n.body["phone_number"]["id"].clone();
+        app.verify_number(n.body["phone_number"]["id"].as_str().unwrap())
+            .await;
     }
     let a = app
         .post(

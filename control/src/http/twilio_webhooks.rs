@@ -104,6 +104,17 @@ async fn inbound(
         tracing::info!("voice webhook for a number not in service");
         return Ok(xml(twiml::say_and_hang_up(NOT_IN_SERVICE)));
     };
+    // The platform's account signs for every number on it, so its signature proves
+    // nothing about who owns the number: only a number a platform admin verified for
+    // this workspace routes (H2). No call row either, so whoever registered someone
+    // else's number never sees its callers.
+    if account.is_none() && !is_verified(&state, &target.phone_number_id).await? {
+        tracing::info!(workspace_id = %target.workspace_id, code = NUMBER_UNVERIFIED, "call refused");
+        return Ok(xml(twiml::say_and_hang_up_coded(
+            NOT_IN_SERVICE,
+            NUMBER_UNVERIFIED,
+        )));
+    }
     let integration_id = account.map(|(id, _)| id);
 
     // Twilio retries a webhook it got no answer to: the same CallSid gets the same call and
@@ -180,6 +191,18 @@ async fn inbound(
         &state.config.twilio_stream_url(),
         &token,
     )))
+}
+
+/// The refusal of a call to a number no admin has verified (see `admin_numbers`).
+pub const NUMBER_UNVERIFIED: &str = "number_unverified";
+
+async fn is_verified(state: &AppState, phone_number_id: &str) -> ApiResult<bool> {
+    let (verified_at,): (Option<i64>,) =
+        sqlx::query_as("SELECT verified_at FROM phone_numbers WHERE id = $1")
+            .bind(phone_number_id)
+            .fetch_one(&state.db.pool)
+            .await?;
+    Ok(verified_at.is_some())
 }
 
 fn non_empty(s: &str) -> Option<&str> {
