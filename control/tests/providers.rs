@@ -88,7 +88,9 @@ async fn audit_actions(app: &TestApp) -> Vec<(String, Option<String>, Option<Str
 
 async fn admin_provider_crud_and_validation(app: TestApp) {
     let mut seen = Seen::default();
-    let admin = app.admin("ops@vocalized.test", "admin").await;
+    // super_admin: this walk sets base_url, which is super_admin's alone
+    // (provider_base_url.rs covers the admin role).
+    let admin = app.admin("ops@vocalized.test", "super_admin").await;
     let support = app.admin("help@vocalized.test", "support").await;
     let base = "/api/v1/admin/providers";
 
