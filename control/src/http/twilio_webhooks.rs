@@ -118,7 +118,7 @@ async fn inbound(
     let integration_id = account.map(|(id, _)| id);
 
     // Twilio retries a webhook it got no answer to: the same CallSid gets the same call and
-    // a fresh token instead of a second call row.
+    // a fresh token instead of a second call row, and the earlier tokens stop working.
     let existing: Option<(String, String)> = sqlx::query_as(
         "SELECT id, status FROM calls WHERE provider_call_sid = $1 AND workspace_id = $2",
     )
@@ -156,7 +156,13 @@ async fn inbound(
 
     let mut tx = state.db.pool.begin().await?;
     let call_id = match existing {
-        Some((id, status)) if ["queued", "ringing"].contains(&status.as_str()) => id,
+        Some((id, status)) if ["queued", "ringing"].contains(&status.as_str()) => {
+            if !retire_tokens(&mut tx, &id, now).await? {
+                // A stream already redeemed a token: the call is being bridged.
+                return Ok(xml(twiml::say_and_hang_up(NOT_IN_SERVICE)));
+            }
+            id
+        }
         Some(_) => {
             // The call already connected or ended: a late retry must not start it again.
             return Ok(xml(twiml::say_and_hang_up(NOT_IN_SERVICE)));
@@ -191,6 +197,37 @@ async fn inbound(
         &state.config.twilio_stream_url(),
         &token,
     )))
+}
+
+/// A retry of the voice webhook for a call that has not connected yet (security review
+/// L9): deletes the call's unused stream tokens, so only the token about to be minted can
+/// bridge it, and answers whether one may be minted (`false` once a stream redeemed one).
+///
+/// The call row is locked first (an UPDATE), so concurrent retries for one call take
+/// turns. A stream redeeming an old token either wins the token's row before the DELETE
+/// (then this sees it used and mints nothing) or finds the row gone: either way at most
+/// one token of a call is ever redeemed.
+async fn retire_tokens(
+    tx: &mut sqlx::AnyConnection,
+    call_id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query("UPDATE calls SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(call_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM call_stream_tokens WHERE call_id = $1 AND used_at IS NULL")
+        .bind(call_id)
+        .execute(&mut *tx)
+        .await?;
+    let (used,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM call_stream_tokens WHERE call_id = $1 AND used_at IS NOT NULL",
+    )
+    .bind(call_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(used == 0)
 }
 
 /// The refusal of a call to a number no admin has verified (see `admin_numbers`).
