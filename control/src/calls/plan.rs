@@ -32,6 +32,7 @@
 
 use super::ingest;
 use crate::config::ControlConfig;
+use crate::crypto::SealedAt;
 use crate::routing::{KeySource, ProviderCandidate, Route, Strategy};
 use crate::state::AppState;
 use crate::util::{now_ms, random_token, sha256_hex};
@@ -159,11 +160,12 @@ type WorkspaceRow = (String, i64, Option<String>, String, i64, i64);
 fn open_key(
     config: &ControlConfig,
     sealed: Option<&str>,
+    at: &SealedAt,
     provider: &str,
     whose: &str,
 ) -> Option<Secret> {
     let sealed = sealed?;
-    match config.master_key.open(sealed) {
+    match config.master_key.open_at(sealed, at) {
         Ok(key) => Some(Secret(key)),
         Err(e) => {
             tracing::error!(provider, whose, error = %e, "a stored provider key cannot be decrypted; skipping it");
@@ -256,15 +258,17 @@ async fn load_offers(
             .or_else(|| configured_model(mine.map(|w| w.3.as_str()), kind))
             .or_else(|| configured_model(Some(&platform_config), kind))
             .unwrap_or_else(|| default_model(kind).to_owned());
-        let platform_key = open_key(config, sealed.as_deref(), &name, "platform")
+        let at = SealedAt::platform_provider_key(&name);
+        let platform_key = open_key(config, sealed.as_deref(), &at, &name, "platform")
             .or_else(|| config.endpoint(kind).and_then(|e| e.api_key.clone()));
         // A workspace's own key goes to the provider's default URL, or to one a
         // super_admin set (security review M2); never to a URL anyone else stored.
         let url_takes_byo =
             url_trusted != 0 || base_url.as_deref().is_none_or(|u| u.trim().is_empty());
-        let workspace_key = mine
-            .filter(|w| w.1 == 0 && url_takes_byo)
-            .and_then(|w| open_key(config, w.2.as_deref(), &name, "workspace"));
+        let workspace_key = mine.filter(|w| w.1 == 0 && url_takes_byo).and_then(|w| {
+            let at = SealedAt::workspace_provider_key(workspace_id, &name);
+            open_key(config, w.2.as_deref(), &at, &name, "workspace")
+        });
         // A workspace that brings its own key but whose key cannot be read (or may not go
         // to this URL) is not quietly
         // moved onto the platform's key: the provider has no usable key.

@@ -16,6 +16,7 @@ use super::voice_providers::{
     parse_json_text, present,
 };
 use crate::audit;
+use crate::crypto::SealedAt;
 use crate::state::AppState;
 use crate::util::now_ms;
 use axum::Router;
@@ -204,7 +205,12 @@ async fn create(
             .map_err(|_| URL_NEEDS_SUPER_ADMIN)?;
     }
     let sealed = match &change {
-        KeyChange::Set(key) => Some(state.config.master_key.seal(key)),
+        KeyChange::Set(key) => Some(
+            state
+                .config
+                .master_key
+                .seal_at(key, &SealedAt::platform_provider_key(&provider)),
+        ),
         KeyChange::Keep | KeyChange::Clear => None,
     };
     let now = now_ms();
@@ -304,7 +310,15 @@ async fn update(
     let (key_set, sealed) = match &change {
         KeyChange::Keep => (0_i64, None),
         KeyChange::Clear => (1, None),
-        KeyChange::Set(key) => (1, Some(state.config.master_key.seal(key))),
+        KeyChange::Set(key) => (
+            1,
+            Some(
+                state
+                    .config
+                    .master_key
+                    .seal_at(key, &SealedAt::platform_provider_key(&provider)),
+            ),
+        ),
     };
     let mut tx = state.db.pool.begin().await?;
     let updated = sqlx::query(

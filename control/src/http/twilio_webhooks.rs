@@ -9,6 +9,7 @@
 use super::error::{ApiError, ApiResult};
 use crate::calls::admission::{self, NOT_IN_SERVICE};
 use crate::calls::plan::mint_stream_token;
+use crate::crypto::SealedAt;
 use crate::state::AppState;
 use crate::twilio::{signature, twiml};
 use crate::util::{new_id, now_ms};
@@ -70,7 +71,8 @@ async fn verify(
     .fetch_all(&state.db.pool)
     .await?;
     for (id, workspace_id, sealed) in accounts {
-        let Ok(credentials) = state.config.master_key.open(&sealed) else {
+        let at = SealedAt::new("integration_accounts", "credentials_encrypted", id.as_str());
+        let Ok(credentials) = state.config.master_key.open_at(&sealed, &at) else {
             tracing::error!(integration_account_id = %id, "Twilio credentials do not open under the master key");
             continue;
         };

@@ -10,6 +10,7 @@ use super::auth::Problems;
 use super::error::{ApiError, ApiResult, is_unique_violation};
 use super::extract::{WorkspaceMember, WorkspaceRole};
 use super::json::Json;
+use crate::crypto::SealedAt;
 use crate::state::AppState;
 use crate::util::{new_id, now_ms};
 use axum::Router;
@@ -295,7 +296,10 @@ async fn create(
         &provider,
         Settings {
             uses_platform_key,
-            sealed: key.map(|k| state.config.master_key.seal(&k)),
+            sealed: key.map(|k| {
+                let at = SealedAt::workspace_provider_key(&member.workspace_id, &provider);
+                state.config.master_key.seal_at(&k, &at)
+            }),
             priority: body.priority.unwrap_or(0),
             is_enabled: body.is_enabled.unwrap_or(true),
             config: config.unwrap_or_else(|| "{}".into()),
@@ -348,7 +352,12 @@ async fn insert_config(
 }
 
 /// Applies `body` to the stored row (or to defaults when `existing` is `None`).
-fn merge(state: &AppState, existing: Option<&ConfigRow>, body: UpdateBody) -> ApiResult<Settings> {
+fn merge(
+    state: &AppState,
+    at: &SealedAt,
+    existing: Option<&ConfigRow>,
+    body: UpdateBody,
+) -> ApiResult<Settings> {
     let mut problems = Problems::default();
     let change = key_change(&mut problems, body.api_key);
     check_priority(&mut problems, "priority", body.priority);
@@ -357,7 +366,7 @@ fn merge(state: &AppState, existing: Option<&ConfigRow>, body: UpdateBody) -> Ap
     let (sealed, key_given) = match change {
         KeyChange::Keep => (old_sealed, false),
         KeyChange::Clear => (None, false),
-        KeyChange::Set(key) => (Some(state.config.master_key.seal(&key)), true),
+        KeyChange::Set(key) => (Some(state.config.master_key.seal_at(&key, at)), true),
     };
     let uses_platform_key = match (body.uses_platform_key, existing) {
         (Some(u), _) => u,
@@ -424,7 +433,8 @@ async fn update(
     let existing = fetch_config(&state, &member.workspace_id, &provider)
         .await?
         .ok_or(ApiError::NotFound("provider"))?;
-    let settings = merge(&state, Some(&existing), body)?;
+    let at = SealedAt::workspace_provider_key(&member.workspace_id, &provider);
+    let settings = merge(&state, &at, Some(&existing), body)?;
     write_update(&state, &member.workspace_id, &provider, settings).await?;
     Ok(axum::Json(
         respond(&state, &member.workspace_id, &provider).await?,
@@ -444,7 +454,8 @@ async fn upsert(
     check_provider(&mut problems, "provider", &provider);
     problems.into_result()?;
     let existing = fetch_config(&state, &member.workspace_id, &provider).await?;
-    let settings = merge(&state, existing.as_ref(), body)?;
+    let at = SealedAt::workspace_provider_key(&member.workspace_id, &provider);
+    let settings = merge(&state, &at, existing.as_ref(), body)?;
     let status = if existing.is_some() {
         write_update(&state, &member.workspace_id, &provider, settings).await?;
         StatusCode::OK
