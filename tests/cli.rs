@@ -605,6 +605,9 @@ fn admin_create(dir: &Path) {
         "Root",
         "--password",
         "adminpass123",
+        // super_admin: it sets the platform provider's base_url.
+        "--role",
+        "super_admin",
     ]);
     let out = finish(command);
     assert!(out.status.success(), "{out:?}");
@@ -678,6 +681,17 @@ async fn store_keys_and_an_agent(base: &str, openai_url: &str) -> String {
     )
     .await;
     let number_id = number["phone_number"]["id"].as_str().unwrap().to_owned();
+    // Calls through the platform's Twilio account route only to verified numbers.
+    let (status, verified) = api(
+        &http,
+        base,
+        "POST",
+        &format!("/api/v1/admin/phone-numbers/{number_id}/verify"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{verified}");
     let (status, agent) = api(
         &http,
         base,

@@ -58,7 +58,12 @@ pub struct ControlConfig {
     pub elevenlabs: ProviderEndpoint,
     pub deepgram: ProviderEndpoint,
     /// Handed to the widget; empty means host candidates only (fine on a LAN or localhost).
+    /// A TURN server's long-term `credential` never reaches the browser: see
+    /// `turn_shared_secret`.
     pub ice_servers: Vec<IceServer>,
+    /// The TURN server's REST API secret (coturn `static-auth-secret`): with it, each widget
+    /// config carries short-lived TURN credentials; without it, browsers get no TURN.
+    pub turn_shared_secret: Option<Secret>,
 }
 
 impl ControlConfig {
@@ -76,6 +81,7 @@ impl ControlConfig {
             elevenlabs: ProviderEndpoint::at(ELEVENLABS_AGENTS_URL),
             deepgram: ProviderEndpoint::at(DEEPGRAM_AGENT_URL),
             ice_servers: Vec::new(),
+            turn_shared_secret: None,
         }
     }
 

@@ -25,6 +25,7 @@ async fn live_agent(app: &TestApp) -> (String, String, String) {
         )
         .await;
     let number_id = n.body["phone_number"]["id"].as_str().unwrap().to_owned();
+    app.verify_number(&number_id).await;
     let a = app
         .post(
             &format!("/api/v1/workspaces/{ws}/agents"),

@@ -51,6 +51,8 @@ async fn workspace_with_agent(
             .await;
         assert_eq!(n.status, StatusCode::CREATED, "{}", n.body);
         agent["phone_number_id"] = n.body["phone_number"]["id"].clone();
+        app.verify_number(n.body["phone_number"]["id"].as_str().unwrap())
+            .await;
     }
     let a = app
         .post(
@@ -78,7 +80,8 @@ async fn workspace_with_agent(
     }
 }
 
-/// Configures a platform provider (key sealed as the admin API stores it).
+/// Configures a platform provider (key sealed as the admin API stores it), its URL set
+/// by a super_admin (trusted with workspaces' own keys).
 async fn platform_provider(
     app: &TestApp,
     provider: &str,
@@ -90,8 +93,8 @@ async fn platform_provider(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO platform_provider_configs (provider, api_key_encrypted, config, priority, is_enabled,
-                cost_per_minute_micros, region, base_url, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 1, $5, 'global', $6, $7, $7)",
+                cost_per_minute_micros, region, base_url, base_url_trusted, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 1, $5, 'global', $6, 1, $7, $7)",
     )
     .bind(provider)
     .bind(key.map(|k| app.state.config.master_key.seal(k)))

@@ -182,6 +182,84 @@ async fn web_calls_start_with_refusals_and_a_per_address_limit(app: TestApp) {
     );
 }
 
+const STATIC_TURN_CREDENTIAL: &str = "static-turn-long-term-credential";
+
+fn ice_servers() -> Vec<vocalized_control::config::IceServer> {
+    vocalized_shared::ice::parse_ice_servers(&format!(
+        r#"[{{"urls":"stun:stun.example.com:3478"}},
+            {{"urls":["turn:turn.example.com:3478"],"username":"gateway",
+              "credential":"{STATIC_TURN_CREDENTIAL}"}}]"#
+    ))
+    .unwrap()
+}
+
+/// The widget's ICE servers as the browser gets them.
+async fn widget_ice_servers(app: &TestApp) -> (String, serde_json::Value) {
+    let (_, _, _, key) = echo_agent(app).await;
+    let r = app
+        .call("GET", &format!("/widget/{key}/config"), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    (r.body.to_string(), r.body["iceServers"].clone())
+}
+
+/// Security review L7: the TURN server's long-term credential stays on the server. With
+/// no shared secret the browser gets the STUN servers only.
+#[tokio::test]
+async fn widget_config_never_hands_out_the_static_turn_credential() {
+    let app = TestApp::with_config(vocalized_control::db::Dialect::Sqlite, |c| {
+        c.ice_servers = ice_servers();
+    })
+    .await
+    .unwrap();
+    let (body, servers) = widget_ice_servers(&app).await;
+    assert!(!body.contains(STATIC_TURN_CREDENTIAL), "{body}");
+    assert_eq!(
+        servers,
+        json!([{ "urls": ["stun:stun.example.com:3478"] }]),
+        "a TURN URL without credentials would only make the browser fail"
+    );
+}
+
+/// With a TURN shared secret, each config carries short-lived TURN REST credentials
+/// (coturn's `use-auth-secret`): username "<expiry unix s>:<id>", credential
+/// base64(HMAC-SHA1(secret, username)).
+#[tokio::test]
+async fn widget_config_issues_short_lived_turn_credentials() {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let app = TestApp::with_config(vocalized_control::db::Dialect::Sqlite, |c| {
+        c.ice_servers = ice_servers();
+        c.turn_shared_secret = Some(vocalized_shared::plan::Secret("turn-shared-secret".into()));
+    })
+    .await
+    .unwrap();
+    let (body, servers) = widget_ice_servers(&app).await;
+    assert!(!body.contains(STATIC_TURN_CREDENTIAL), "{body}");
+    assert!(!body.contains("turn-shared-secret"), "{body}");
+    assert_eq!(
+        servers[0],
+        json!({ "urls": ["stun:stun.example.com:3478"] })
+    );
+    let turn = &servers[1];
+    assert_eq!(turn["urls"], json!(["turn:turn.example.com:3478"]));
+    let username = turn["username"].as_str().unwrap();
+    let (expiry, _id) = username.split_once(':').expect("expiry:id");
+    let expiry: u64 = expiry.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        expiry > now && expiry <= now + 24 * 3600,
+        "short-lived: {expiry} vs now {now}"
+    );
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(b"turn-shared-secret").unwrap();
+    mac.update(username.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(turn["credential"], expected.as_str());
+}
+
 on_both_databases!(
     widget_config_reflects_every_switch,
     web_calls_start_with_refusals_and_a_per_address_limit,

@@ -66,6 +66,7 @@ pub struct ServeConfig {
     pub webrtc_bind_ip: IpAddr,
     pub public_ip: Option<IpAddr>,
     pub ice_servers: Vec<IceServer>,
+    turn_shared_secret: Option<Secret>,
 }
 
 impl ServeConfig {
@@ -121,6 +122,8 @@ impl ServeConfig {
             webrtc_bind_ip,
             public_ip,
             ice_servers,
+            turn_shared_secret: non_empty(args.turn_shared_secret.as_deref())
+                .map(|secret| Secret(secret.to_owned())),
         })
     }
 
@@ -149,6 +152,7 @@ impl ServeConfig {
         config.elevenlabs = self.elevenlabs.clone();
         config.deepgram = self.deepgram.clone();
         config.ice_servers = self.ice_servers.clone();
+        config.turn_shared_secret = self.turn_shared_secret.clone();
         config
     }
 

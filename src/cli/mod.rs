@@ -91,9 +91,15 @@ pub struct ServeArgs {
     #[arg(long, env = "VOCALIZED_PUBLIC_IP")]
     pub public_ip: Option<String>,
     /// STUN/TURN servers for browser calls, as a JSON array of RTCIceServer objects, e.g.
-    /// `[{"urls":"stun:stun.example.com:3478"}]`. Given to the widget and used by the server.
-    #[arg(long, env = "VOCALIZED_ICE_SERVERS")]
+    /// `[{"urls":"stun:stun.example.com:3478"}]`. Used by the server; browsers get the STUN
+    /// servers, and the TURN ones only with VOCALIZED_TURN_SHARED_SECRET (never a
+    /// configured credential).
+    #[arg(long, env = "VOCALIZED_ICE_SERVERS", hide_env_values = true)]
     pub ice_servers: Option<String>,
+    /// The TURN server's REST API secret (coturn `use-auth-secret` with
+    /// `static-auth-secret`): browsers then get short-lived TURN credentials, one hour each.
+    #[arg(long, env = "VOCALIZED_TURN_SHARED_SECRET", hide_env_values = true)]
+    pub turn_shared_secret: Option<String>,
     #[command(flatten)]
     pub platform: PlatformAccountArgs,
 }

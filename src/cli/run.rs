@@ -96,7 +96,14 @@ async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
     let public_url = config.public_url(bound);
     let database = config::redact_database_url(&config.database_url);
     tracing::info!(%database, "opening the database and applying migrations");
-    let state = vocalized_control::open(config.control_config(bound))
+    let control_config = config.control_config(bound);
+    if vocalized_control::http::widget::turn_is_server_side_only(&control_config) {
+        tracing::info!(
+            "TURN with static credentials is used server-side only; set \
+             VOCALIZED_TURN_SHARED_SECRET to give browsers short-lived TURN credentials"
+        );
+    }
+    let state = vocalized_control::open(control_config)
         .await
         .with_context(|| format!("cannot open the database {database}"))?;
     let db = state.db.clone();

@@ -32,6 +32,7 @@
 
 use super::ingest;
 use crate::config::ControlConfig;
+use crate::crypto::SealedAt;
 use crate::routing::{KeySource, ProviderCandidate, Route, Strategy};
 use crate::state::AppState;
 use crate::util::{now_ms, random_token, sha256_hex};
@@ -139,7 +140,7 @@ struct Offer {
 }
 
 /// provider, region, priority, is_enabled, cost_per_minute_micros, base_url,
-/// api_key_encrypted, config
+/// api_key_encrypted, config, base_url_trusted
 type PlatformRow = (
     String,
     String,
@@ -149,6 +150,7 @@ type PlatformRow = (
     Option<String>,
     Option<String>,
     String,
+    i64,
 );
 /// provider, uses_platform_key, api_key_encrypted, config, priority, is_enabled
 type WorkspaceRow = (String, i64, Option<String>, String, i64, i64);
@@ -158,11 +160,12 @@ type WorkspaceRow = (String, i64, Option<String>, String, i64, i64);
 fn open_key(
     config: &ControlConfig,
     sealed: Option<&str>,
+    at: &SealedAt,
     provider: &str,
     whose: &str,
 ) -> Option<Secret> {
     let sealed = sealed?;
-    match config.master_key.open(sealed) {
+    match config.master_key.open_at(sealed, at) {
         Ok(key) => Some(Secret(key)),
         Err(e) => {
             tracing::error!(provider, whose, error = %e, "a stored provider key cannot be decrypted; skipping it");
@@ -186,7 +189,8 @@ async fn load_offers(
     let config = &state.config;
     let mut platform: Vec<PlatformRow> = sqlx::query_as(
         "SELECT provider, region, CAST(priority AS BIGINT), CAST(is_enabled AS BIGINT),
-                cost_per_minute_micros, base_url, api_key_encrypted, config
+                cost_per_minute_micros, base_url, api_key_encrypted, config,
+                CAST(base_url_trusted AS BIGINT)
          FROM platform_provider_configs ORDER BY provider",
     )
     .fetch_all(&db.pool)
@@ -218,6 +222,7 @@ async fn load_offers(
             None,
             None,
             "{}".into(),
+            0,
         )
     };
     // OpenAI is always offered (as before provider configs existed); the others when the
@@ -239,7 +244,9 @@ async fn load_offers(
     }
 
     let mut offers = Vec::new();
-    for (name, region, priority, enabled, cost, base_url, sealed, platform_config) in platform {
+    for (name, region, priority, enabled, cost, base_url, sealed, platform_config, url_trusted) in
+        platform
+    {
         let Some(kind) = kind_of(&name) else {
             tracing::warn!(provider = %name, "a configured provider this build does not know; ignored");
             continue;
@@ -257,12 +264,19 @@ async fn load_offers(
         // the platform's health (security review M8).
         let platform_model =
             tenant_model.is_none() || prices.iter().any(|(p, m, _)| p == &name && m == &model);
-        let platform_key = open_key(config, sealed.as_deref(), &name, "platform")
+        let at = SealedAt::platform_provider_key(&name);
+        let platform_key = open_key(config, sealed.as_deref(), &at, &name, "platform")
             .or_else(|| config.endpoint(kind).and_then(|e| e.api_key.clone()));
-        let workspace_key = mine
-            .filter(|w| w.1 == 0)
-            .and_then(|w| open_key(config, w.2.as_deref(), &name, "workspace"));
-        // A workspace that brings its own key but whose key cannot be read is not quietly
+        // A workspace's own key goes to the provider's default URL, or to one a
+        // super_admin set (security review M2); never to a URL anyone else stored.
+        let url_takes_byo =
+            url_trusted != 0 || base_url.as_deref().is_none_or(|u| u.trim().is_empty());
+        let workspace_key = mine.filter(|w| w.1 == 0 && url_takes_byo).and_then(|w| {
+            let at = SealedAt::workspace_provider_key(workspace_id, &name);
+            open_key(config, w.2.as_deref(), &at, &name, "workspace")
+        });
+        // A workspace that brings its own key but whose key cannot be read (or may not go
+        // to this URL) is not quietly
         // moved onto the platform's key: the provider has no usable key.
         let byo_broken = mine.is_some_and(|w| w.1 == 0) && workspace_key.is_none();
         // Per call minute: the model's catalogue price, else the platform's configured

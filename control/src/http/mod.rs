@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_auth;
+pub mod admin_numbers;
 pub mod admin_providers;
 pub mod agents;
 pub mod auth;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin_auth::router())
         .merge(admin::router())
         .merge(admin_providers::router())
+        .merge(admin_numbers::router())
         .merge(voice_providers::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {

@@ -10,6 +10,7 @@ use super::auth::Problems;
 use super::error::{ApiError, ApiResult, is_unique_violation};
 use super::extract::{WorkspaceMember, WorkspaceRole};
 use super::json::Json;
+use crate::crypto::SealedAt;
 use crate::state::AppState;
 use crate::util::{new_id, now_ms};
 use axum::Router;
@@ -391,7 +392,10 @@ async fn create(
         &provider,
         Settings {
             uses_platform_key,
-            sealed: key.map(|k| state.config.master_key.seal(&k)),
+            sealed: key.map(|k| {
+                let at = SealedAt::workspace_provider_key(&member.workspace_id, &provider);
+                state.config.master_key.seal_at(&k, &at)
+            }),
             priority: body.priority.unwrap_or(0),
             is_enabled: body.is_enabled.unwrap_or(true),
             config: config.unwrap_or_else(|| "{}".into()),
@@ -447,6 +451,7 @@ async fn insert_config(
 /// `problems` holds what the caller already found wrong.
 fn merge(
     state: &AppState,
+    at: &SealedAt,
     mut problems: Problems,
     existing: Option<&ConfigRow>,
     body: UpdateBody,
@@ -458,7 +463,7 @@ fn merge(
     let (sealed, key_given) = match change {
         KeyChange::Keep => (old_sealed, false),
         KeyChange::Clear => (None, false),
-        KeyChange::Set(key) => (Some(state.config.master_key.seal(&key)), true),
+        KeyChange::Set(key) => (Some(state.config.master_key.seal_at(&key, at)), true),
     };
     let uses_platform_key = match (body.uses_platform_key, existing) {
         (Some(u), _) => u,
@@ -527,7 +532,8 @@ async fn update(
         .ok_or(ApiError::NotFound("provider"))?;
     let mut problems = Problems::default();
     check_config_names(&state, &mut problems, &provider, body.config.as_ref()).await?;
-    let settings = merge(&state, problems, Some(&existing), body)?;
+    let at = SealedAt::workspace_provider_key(&member.workspace_id, &provider);
+    let settings = merge(&state, &at, problems, Some(&existing), body)?;
     write_update(&state, &member.workspace_id, &provider, settings).await?;
     Ok(axum::Json(
         respond(&state, &member.workspace_id, &provider).await?,
@@ -549,7 +555,8 @@ async fn upsert(
     let existing = fetch_config(&state, &member.workspace_id, &provider).await?;
     let mut problems = Problems::default();
     check_config_names(&state, &mut problems, &provider, body.config.as_ref()).await?;
-    let settings = merge(&state, problems, existing.as_ref(), body)?;
+    let at = SealedAt::workspace_provider_key(&member.workspace_id, &provider);
+    let settings = merge(&state, &at, problems, existing.as_ref(), body)?;
     let status = if existing.is_some() {
         write_update(&state, &member.workspace_id, &provider, settings).await?;
         StatusCode::OK
