@@ -48,7 +48,8 @@ pub struct ControlConfig {
     pub master_key: MasterKey,
     /// Per-IP and per-email limits on login, signup and forgot-password.
     pub rate_limits: RateLimits,
-    /// Trust the first `X-Forwarded-For` address as the client's (only behind a proxy you run).
+    /// Trust the right-most `X-Forwarded-For` address, the one our proxy appended, as the
+    /// client's (only behind a proxy you run; see `vocalized_shared::client_ip`).
     pub trust_forwarded_for: bool,
     pub twilio: Option<TwilioAccount>,
     /// Each provider's endpoint and platform key from the environment (the admin provider
@@ -64,6 +65,9 @@ pub struct ControlConfig {
     /// The TURN server's REST API secret (coturn `static-auth-secret`): with it, each widget
     /// config carries short-lived TURN credentials; without it, browsers get no TURN.
     pub turn_shared_secret: Option<Secret>,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>` (a scraper's
+    /// token); when unset it is open, as a loopback or private-network listener wants.
+    pub metrics_token: Option<Secret>,
 }
 
 impl ControlConfig {
@@ -82,6 +86,7 @@ impl ControlConfig {
             deepgram: ProviderEndpoint::at(DEEPGRAM_AGENT_URL),
             ice_servers: Vec::new(),
             turn_shared_secret: None,
+            metrics_token: None,
         }
     }
 

@@ -3,8 +3,10 @@
 //! - [`config`]: turns raw flags and `VOCALIZED_*` variables into validated settings, so
 //!   bad configuration fails before anything is bound or opened.
 //! - [`run`]: what each subcommand does with them.
+//! - [`http_server`]: the HTTP server under both planes (timeouts, connection cap).
 
 pub mod config;
+pub mod http_server;
 pub mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -74,12 +76,33 @@ pub struct ServeArgs {
         value_name = "KEY"
     )]
     pub master_key: Option<String>,
-    /// Take the client address from the first `X-Forwarded-For` entry (rate limits, audit
-    /// log). Only behind a reverse proxy you run: anyone can send that header.
+    /// Take the client address from the right-most `X-Forwarded-For` entry, the one the
+    /// proxy in front appended (rate limits, audit log). Only behind a reverse proxy you
+    /// run that appends the address it saw (nginx `$proxy_add_x_forwarded_for`).
     #[arg(long, env = "VOCALIZED_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// Require `Authorization: Bearer TOKEN` on /metrics (give your Prometheus the token).
+    /// Unset, /metrics is open to whoever reaches the listener: fine on loopback or a
+    /// private network, not on a public address.
+    #[arg(
+        long,
+        env = "VOCALIZED_METRICS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub metrics_token: Option<String>,
+    /// Open connections (WebSockets included) served at once; more wait in the kernel's
+    /// accept queue. Each request head must arrive within 10 s (slow clients are cut off).
+    #[arg(
+        long,
+        env = "VOCALIZED_MAX_CONNECTIONS",
+        default_value_t = http_server::DEFAULT_MAX_CONNECTIONS,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
     /// Create (once) a demo workspace with a live echo agent (a test provider that needs
-    /// no keys) and print its widget key and owner login (`serve` only).
+    /// no keys) and print its widget key and owner login (`serve` only, and only on a
+    /// loopback --listen address: it prints the owner's password).
     #[arg(long, env = "VOCALIZED_DEMO")]
     pub demo: bool,
     /// Address browser-call media binds to: `0.0.0.0` (every interface but loopback) or

@@ -42,8 +42,30 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 struct Page {
+    #[serde(default, deserialize_with = "number_in_query")]
     page: Option<i64>,
+    #[serde(default, deserialize_with = "number_in_query")]
     limit: Option<i64>,
+}
+
+/// `Page` is `#[serde(flatten)]`ed into the filters, and flattened query values reach it
+/// as strings, so a plain `Option<i64>` refused every `?page=`/`?limit=` with a 400.
+fn number_in_query<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(i64),
+        Text(String),
+    }
+    match Option::<Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(Number::Int(n)) => Ok(Some(n)),
+        Some(Number::Text(text)) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a whole number"))),
+    }
 }
 
 impl Page {
@@ -51,7 +73,8 @@ impl Page {
     fn bounds(&self) -> (i64, i64, i64) {
         let limit = self.limit.unwrap_or(50).clamp(1, 200);
         let page = self.page.unwrap_or(1).max(1);
-        (limit, (page - 1) * limit, page)
+        // Saturating: a huge page is an empty page, not an overflow (L1).
+        (limit, (page - 1).saturating_mul(limit), page)
     }
 }
 

@@ -239,14 +239,17 @@ struct CreateBody {
 }
 
 /// The plan's agent allowance (`subscription_tiers.max_agents`).
-async fn check_agent_allowance(state: &AppState, workspace_id: &str) -> ApiResult<()> {
+async fn check_agent_allowance(
+    conn: &mut sqlx::AnyConnection,
+    workspace_id: &str,
+) -> ApiResult<()> {
     let (max, count): (Option<i64>, i64) = sqlx::query_as(
         "SELECT t.max_agents, (SELECT COUNT(*) FROM voice_agents a WHERE a.workspace_id = w.id)
          FROM workspaces w JOIN subscription_tiers t ON t.tier_name = w.subscription_tier
          WHERE w.id = $1",
     )
     .bind(workspace_id)
-    .fetch_one(&state.db.pool)
+    .fetch_one(conn)
     .await?;
     match max {
         Some(max) if count >= max => Err(ApiError::conflict(
@@ -310,7 +313,10 @@ async fn create(
         }
     }
     problems.into_result()?;
-    check_agent_allowance(&state, &member.workspace_id).await?;
+    // The allowance check and the insert are one step (L12).
+    let mut tx = state.db.pool.begin().await?;
+    super::workspaces::lock_for_create(&mut tx, &member.workspace_id).await?;
+    check_agent_allowance(&mut tx, &member.workspace_id).await?;
 
     let id = new_id("agt");
     let now = now_ms();
@@ -332,7 +338,7 @@ async fn create(
     .bind(i64::from(enabled_call))
     .bind(format!("pk_{}", random_token()))
     .bind(now)
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => return Err(number_taken()),
@@ -340,6 +346,7 @@ async fn create(
             other?;
         }
     }
+    tx.commit().await?;
     let agent = fetch(&state, &member.workspace_id, &id).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "agent": agent }))))
 }

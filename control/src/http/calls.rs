@@ -95,7 +95,8 @@ async fn list(
     .bind(f.from)
     .bind(f.to)
     .bind(limit)
-    .bind((page - 1) * limit)
+    // Saturating: `?page=9223372036854775807` is an empty page, not an overflow (L1).
+    .bind((page - 1).saturating_mul(limit))
     .fetch_all(&state.db.pool)
     .await?;
     let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -123,13 +123,16 @@ async fn create(
     }
     problems.into_result()?;
 
+    // The allowance check and the insert are one step (L12).
+    let mut tx = state.db.pool.begin().await?;
+    super::workspaces::lock_for_create(&mut tx, &member.workspace_id).await?;
     let (max, count): (Option<i64>, i64) = sqlx::query_as(
         "SELECT t.max_phone_numbers, (SELECT COUNT(*) FROM phone_numbers p WHERE p.workspace_id = w.id)
          FROM workspaces w JOIN subscription_tiers t ON t.tier_name = w.subscription_tier
          WHERE w.id = $1",
     )
     .bind(&member.workspace_id)
-    .fetch_one(&state.db.pool)
+    .fetch_one(&mut *tx)
     .await?;
     if let Some(max) = max.filter(|max| count >= *max) {
         return Err(ApiError::conflict(
@@ -151,7 +154,7 @@ async fn create(
     .bind(body.provider_sid.as_deref())
     .bind(body.friendly_name.as_deref().map(str::trim))
     .bind(now)
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
@@ -164,6 +167,7 @@ async fn create(
             other?;
         }
     }
+    tx.commit().await?;
     let number = fetch(&state, &member.workspace_id, &id).await?;
     Ok((
         StatusCode::CREATED,

@@ -186,15 +186,18 @@ impl TestApp {
         r.body["workspace"]["id"].as_str().unwrap().to_owned()
     }
 
-    /// The newest email in the outbox to `to`, as (template, body).
+    /// The newest email in the outbox to `to`, as (template, body), the body unsealed.
     pub async fn last_email(&self, to: &str) -> (String, String) {
-        sqlx::query_as(
+        let (template, sealed): (String, String) = sqlx::query_as(
             "SELECT template, body FROM email_outbox WHERE to_email = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .bind(to)
         .fetch_one(&self.state.db.pool)
         .await
-        .unwrap()
+        .unwrap();
+        let body = vocalized_control::email::open_body(&self.state.config.master_key, &sealed)
+            .expect("outbox bodies open under the master key");
+        (template, body)
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {

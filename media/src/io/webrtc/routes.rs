@@ -63,15 +63,13 @@ fn refuse(refusal: &Refusal) -> Response {
 }
 
 fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded: bool) -> String {
-    if trust_forwarded
-        && let Some(first) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-    {
-        return first.trim().to_owned();
-    }
-    peer.map_or_else(|| "unknown".into(), |a| a.ip().to_string())
+    // The right-most entry of the last header line: what our proxy appended (M3).
+    let forwarded_for = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok());
+    vocalized_shared::client_ip::client_ip(forwarded_for, trust_forwarded, peer.map(|a| a.ip()))
 }
 
 async fn offer<L: ControlLink>(
