@@ -891,9 +891,89 @@ async fn absurd_usage_saturates_and_never_credits(app: TestApp) {
     .await
     .unwrap();
     assert!(spent > 0);
+fn connects(twiml: &str) -> bool {
+    twiml.contains("<Connect><Stream")
+}
+
+async fn a_workspace_at_its_plans_cap_turns_callers_away_politely(app: TestApp) {
+    let (_, ws, agent) = live_agent(&app).await;
+    sqlx::query(
+        "UPDATE subscription_tiers SET max_concurrent_calls = 2
+         WHERE tier_name = (SELECT subscription_tier FROM workspaces WHERE id = $1)",
+    )
+    .bind(&ws)
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    let inbound = |sid: &'static str| {
+        let app = &app;
+        async move {
+            app.twilio(
+                "/webhooks/calls/inbound",
+                &voice_params(sid),
+                Some(TWILIO_AUTH_TOKEN),
+            )
+            .await
+            .1
+        }
+    };
+    let first = inbound("CAcap1").await;
+    assert!(connects(&first), "{first}");
+    assert!(connects(&inbound("CAcap2").await));
+    // Two calls wait for their streams: the third caller hears the lines are busy.
+    let third = inbound("CAcap3").await;
+    assert!(twiml_says_busy(&third) && !connects(&third), "{third}");
+    let (status, code): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error_code FROM calls WHERE provider_call_sid = 'CAcap3'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), code.as_deref()),
+        ("failed", Some("concurrency_limit"))
+    );
+    // Twilio retrying an admitted call's webhook keeps its place rather than taking one.
+    let retried = inbound("CAcap1").await;
+    assert!(connects(&retried), "{retried}");
+    // A browser call to the same workspace counts against the same cap.
+    let (key,): (String,) =
+        sqlx::query_as("SELECT widget_public_key FROM voice_agents WHERE id = $1")
+            .bind(&agent)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    assert_eq!(
+        link.plan_web_call(&key, "10.6.0.1").await,
+        Err(PlanError::Refused {
+            code: "concurrency_limit".into()
+        })
+    );
+    // The first call streams, then ends: its place is free for the next caller.
+    let plan = link
+        .plan_twilio_call(&stream_token(&retried), "MZcap1")
+        .await
+        .expect("plan");
+    assert!(!connects(&inbound("CAcap4").await), "still two calls");
+    link.emit(
+        &plan.call_id,
+        CallEvent {
+            seq: 1,
+            at_ms: 0,
+            kind: CallEventKind::Ended(EndReason::CallerHangup),
+        },
+    );
+    let fifth = inbound("CAcap5").await;
+    assert!(connects(&fifth), "{fifth}");
+}
+
+fn twiml_says_busy(twiml: &str) -> bool {
+    twiml.contains("<Say>Sorry, all our lines are busy right now.")
+        && twiml.ends_with("<Hangup/></Response>")
 }
 
 on_both_databases!(
+    a_workspace_at_its_plans_cap_turns_callers_away_politely,
     bad_or_missing_signatures_are_refused_and_write_nothing,
     unknown_numbers_hear_not_in_service,
     refusals_hang_up_politely_and_record_why,

@@ -30,7 +30,7 @@
 //! the message lists the chain and each skipped provider with its reason. An empty chain
 //! refuses the call with `provider_unavailable`, as before.
 
-use super::ingest;
+use super::{admission, ingest};
 use crate::config::ControlConfig;
 use crate::crypto::SealedAt;
 use crate::routing::{KeySource, ProviderCandidate, Route, Strategy};
@@ -510,12 +510,17 @@ pub async fn redeem_twilio(
             .execute(&db.pool)
             .await
             .map_err(|e| {
-                // The call will not run: give back any probe slot its route took.
+                // The call will not run: give back any probe slot its route took, and
+                // its place among the workspace's calls.
                 state.health.forget(&call_id);
+                state.slots.release(&call_id);
                 unavailable(e)
             })?;
+            // Its stream is here: the place the voice webhook took lasts until `ended`.
+            state.slots.keep(&call_id, &workspace_id, now);
         }
         Err(PlanError::Refused { code }) => {
+            state.slots.release(&call_id);
             sqlx::query(
                 "UPDATE calls SET status = 'failed', error_code = $1, ended_at = $2, updated_at = $2
                  WHERE id = $3 AND workspace_id = $4",
@@ -528,13 +533,19 @@ pub async fn redeem_twilio(
             .await
             .map_err(unavailable)?;
         }
-        Err(_) => {}
+        Err(_) => state.slots.release(&call_id),
     }
     plan
 }
 
 /// Most browser calls one address may have open at once.
-pub const MAX_WEB_CALLS_PER_ADDRESS: usize = 3;
+pub const MAX_WEB_CALLS_PER_ADDRESS: u32 = 3;
+
+fn refused(refusal: admission::Refusal) -> PlanError {
+    PlanError::Refused {
+        code: refusal.code().into(),
+    }
+}
 
 /// Starts a browser call (see `ControlLink::plan_web_call`).
 pub async fn start_web_call(
@@ -549,24 +560,21 @@ pub async fn start_web_call(
             .await
             .map_err(unavailable)?;
     let (agent_id, workspace_id) = agent.ok_or(PlanError::InvalidToken)?;
-    if let Some(refusal) = crate::calls::admission::check_agent(&state.db, &workspace_id, &agent_id)
+    let admitted = admission::check_agent(&state.db, &workspace_id, &agent_id)
         .await
         .map_err(unavailable)?
-    {
-        return Err(PlanError::Refused {
-            code: refusal.code().into(),
-        });
-    }
-    let open_here = state
-        .live
-        .iter()
-        .filter(|c| c.client_ip.as_deref() == Some(client_ip))
-        .count();
-    if open_here >= MAX_WEB_CALLS_PER_ADDRESS {
-        return Err(PlanError::Refused {
-            code: "too_many_calls".into(),
-        });
-    }
+        .map_err(refused)?;
+    // The call's place among the address's and the workspace's calls: checked and taken
+    // in one step with no await in between, so concurrent offers cannot all see room
+    // (review H1). Any return below drops it, giving it back; a planned call parks it
+    // until its `ended` event.
+    let slot = admission::reserve(
+        state,
+        &workspace_id,
+        Some((client_ip, MAX_WEB_CALLS_PER_ADDRESS)),
+        admitted,
+    )
+    .map_err(refused)?;
     let call_id = crate::util::new_id("call");
     let now = now_ms();
     sqlx::query(
@@ -597,6 +605,7 @@ pub async fn start_web_call(
                     state.health.forget(&call_id);
                     unavailable(e)
                 })?;
+            state.slots.hold(&call_id, slot, None);
         }
         Err(e) => {
             let code = match e {

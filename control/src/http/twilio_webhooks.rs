@@ -130,9 +130,16 @@ async fn inbound(
     .await?;
 
     let now = now_ms();
-    if let Some(refusal) = admission::check(&state.db, &target).await? {
-        if existing.is_none() {
-            sqlx::query(
+    // A retry for a call still waiting for its stream keeps the place it was given.
+    let retry_of = existing
+        .as_ref()
+        .filter(|(_, status)| ["queued", "ringing"].contains(&status.as_str()))
+        .map(|(id, _)| id.as_str());
+    let slot = match admission::admit(&state, &target, retry_of).await? {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            if existing.is_none() {
+                sqlx::query(
                 "INSERT INTO calls (id, workspace_id, agent_id, phone_number_id, integration_account_id, source, direction,
                                     status, caller_number, to_number, provider_call_sid, error_code, error_message,
                                     started_at, ended_at, created_at, updated_at)
@@ -151,10 +158,11 @@ async fn inbound(
             .bind(now)
             .execute(&state.db.pool)
             .await?;
+            }
+            tracing::info!(workspace_id = %target.workspace_id, code = refusal.code(), "call refused");
+            return Ok(xml(twiml::say_and_hang_up(refusal.message())));
         }
-        tracing::info!(workspace_id = %target.workspace_id, code = refusal.code(), "call refused");
-        return Ok(xml(twiml::say_and_hang_up(refusal.message())));
-    }
+    };
 
     let mut tx = state.db.pool.begin().await?;
     let call_id = match existing {
@@ -194,6 +202,7 @@ async fn inbound(
     };
     let token = mint_stream_token(&mut tx, &target.workspace_id, &call_id).await?;
     tx.commit().await?;
+    admission::hold_until_streamed(&state, &call_id, slot);
     tracing::info!(%call_id, workspace_id = %target.workspace_id, "call admitted; connecting the stream");
     Ok(xml(twiml::connect_stream(
         &state.config.twilio_stream_url(),
