@@ -260,6 +260,8 @@ async fn widget_config_issues_short_lived_turn_credentials() {
     mac.update(username.as_bytes());
     let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     assert_eq!(turn["credential"], expected.as_str());
+}
+
 /// Sets the workspace's plan cap on calls at once (`subscription_tiers.max_concurrent_calls`
 /// of its tier).
 async fn cap_concurrent_calls(app: &TestApp, ws: &str, cap: i64) {

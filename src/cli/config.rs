@@ -625,6 +625,7 @@ mod tests {
             webrtc_bind_ip: [0, 0, 0, 0].into(),
             public_ip: None,
             ice_servers: Vec::new(),
+            turn_shared_secret: None,
             server_limits: ServerLimits::default(),
             metrics_token: None,
         };
