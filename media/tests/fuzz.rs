@@ -103,3 +103,37 @@ fn regression_a_json_array_is_not_a_twilio_message() {
     assert!(Inbound::parse(" \n{\"event\":\"connected\"}").is_ok());
     fuzzing::twilio_messages(found.as_bytes());
 }
+
+/// OpenAI transcription usage with a huge token count overflowed a sum (a panic in
+/// debug builds).
+#[test]
+fn regression_openai_huge_transcription_tokens() {
+    fuzzing::openai_events(br#"{"type":"conversation.item.input_audio_transcription.completed","transcript":"hi","usage":{"type":"tokens","input_tokens":12,"output_tokens":5,"input_token_details":{"audio_tokens":18446744073709551615,"text_tokens":42860}}}"#);
+    fuzzing::gemini_messages(br#"{"usageMetadata":{"promptTokensDetails":[{"modality":"AUDIO","tokenCount":18446744073709551615},{"modality":"AUDIO","tokenCount":1}],"responseTokensDetails":[{"modality":"TEXT","tokenCount":18446744073709551615},{"modality":"X","tokenCount":9}]}}"#);
+}
+
+/// A Gemini goAway with a time left past `Duration`'s range panicked the provider reader
+/// (in release builds too).
+#[test]
+fn regression_gemini_go_away_past_duration_range() {
+    for message in [
+        r#"{"goAway":{"timeLeft":"18446744073709551616s"}}"#,
+        r#"{"goAway":{"timeLeft":"1e300s"}}"#,
+        r#"{"goAway":{"timeLeft":{"seconds":18446744073709551615,"nanos":999999999}}}"#,
+    ] {
+        fuzzing::gemini_messages(message.as_bytes());
+        let mut decoder = vocalized_media::core::wire::gemini::GeminiDecoder::new("m");
+        decoder.handle_text(message, |_| {});
+        // The connection still ends: the goAway is reported, whatever its time.
+        assert!(decoder.take_go_away().is_some(), "{message}");
+    }
+}
+
+/// `a=rtpmap:+11 opus/48000/2` was accepted as payload type 11.
+#[test]
+fn regression_sdp_payload_type_with_a_sign() {
+    use vocalized_media::io::webrtc::signalling::check_offer;
+    let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 11\r\na=rtpmap:+11 opus/48000/2\r\n";
+    assert!(check_offer(offer).is_err());
+    fuzzing::sdp_offer(format!("application/sdp\n{offer}").as_bytes());
+}

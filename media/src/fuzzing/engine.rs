@@ -663,7 +663,8 @@ mod tests {
         let collect = || {
             let mut rng = Rng::new(1);
             let mut maker = InputMaker::new(&corpus, None);
-            let (mut out, mut all) = (Vec::new(), Vec::new());
+            let mut out: Vec<u8> = Vec::new();
+            let mut all: Vec<Vec<u8>> = Vec::new();
             for _ in 0..50 {
                 let prev = all.last().cloned().unwrap_or_default();
                 maker.make(&mut rng, &prev, &mut out);
@@ -672,9 +673,13 @@ mod tests {
             all
         };
         let a = collect();
-        assert_eq!(a[0], b"one");
-        assert_eq!(a[1], b"two");
+        assert_eq!(a[0], b"one".to_vec());
+        assert_eq!(a[1], b"two".to_vec());
         assert_eq!(a, collect());
-        assert!(a[2..].iter().any(|x| x != b"one" && x != b"two"));
+        assert!(
+            a[2..]
+                .iter()
+                .any(|x| x[..] != b"one"[..] && x[..] != b"two"[..])
+        );
     }
 }

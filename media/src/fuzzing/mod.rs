@@ -489,11 +489,16 @@ pub fn sdp_offer(data: &[u8]) {
     };
     match check_offer(sdp) {
         Ok(pt) => {
-            let line = format!("a=rtpmap:{pt} ");
-            assert!(
-                sdp.contains(&line),
-                "accepted payload type {pt} is not in the offer"
-            );
+            let offered = sdp
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("a=rtpmap:"))
+                .any(|map| {
+                    let (p, codec) = map.split_once(' ').unwrap_or((map, ""));
+                    p.bytes().all(|b| b.is_ascii_digit())
+                        && p.parse() == Ok(pt)
+                        && codec.to_ascii_lowercase().starts_with("opus/48000")
+                });
+            assert!(offered, "accepted payload type {pt} is not offered as Opus");
             assert!(sdp.contains("m=audio "), "accepted an offer without audio");
         }
         Err(refusal) => {
