@@ -255,7 +255,7 @@ pub fn random_json(rng: &mut Rng, corpus: &Corpus, depth: usize) -> Value {
     match rng.below(if depth == 0 { 5 } else { 7 }) {
         0 => Value::Null,
         1 => Value::Bool(rng.one_in(2)),
-        2 => serde_json::from_str(*rng.pick::<&str>(INTERESTING_NUMBERS))
+        2 => serde_json::from_str(rng.pick::<&str>(INTERESTING_NUMBERS))
             .unwrap_or_else(|_| Value::from(rng.next_u64() as i64)),
         3 => Value::String(random_string(rng, corpus)),
         4 => Value::from(rng.next_u64() % 100_000),
@@ -355,7 +355,7 @@ pub fn mutate_json(rng: &mut Rng, value: &mut Value, corpus: &Corpus) {
                 *s = String::from_utf8_lossy(&bytes).into();
             }
             Value::Number(_) => {
-                *node = serde_json::from_str(*rng.pick::<&str>(INTERESTING_NUMBERS))
+                *node = serde_json::from_str(rng.pick::<&str>(INTERESTING_NUMBERS))
                     .unwrap_or(Value::Null)
             }
             Value::Bool(b) => *b = !*b,
@@ -429,17 +429,20 @@ pub fn mutate_json(rng: &mut Rng, value: &mut Value, corpus: &Corpus) {
     }
 }
 
+/// A target's own generator of structured inputs.
+pub type Generate<'a> = &'a dyn Fn(&mut Rng, &mut Vec<u8>);
+
 /// Builds one input. `generate` is the target's own structured generator, if any.
 pub struct InputMaker<'a> {
     pub corpus: &'a Corpus,
-    pub generate: Option<&'a dyn Fn(&mut Rng, &mut Vec<u8>)>,
+    pub generate: Option<Generate<'a>>,
     /// Parsed JSON seeds, for tree mutations.
     json_seeds: Vec<Value>,
     next_seed: usize,
 }
 
 impl<'a> InputMaker<'a> {
-    pub fn new(corpus: &'a Corpus, generate: Option<&'a dyn Fn(&mut Rng, &mut Vec<u8>)>) -> Self {
+    pub fn new(corpus: &'a Corpus, generate: Option<Generate<'a>>) -> Self {
         let json_seeds = corpus
             .seeds
             .iter()
@@ -593,7 +596,7 @@ pub fn fuzz(
     target: &str,
     default_iters: u64,
     corpus: &Corpus,
-    generate: Option<&dyn Fn(&mut Rng, &mut Vec<u8>)>,
+    generate: Option<Generate<'_>>,
     mut body: impl FnMut(&[u8]),
 ) -> Stats {
     let started = Instant::now();
@@ -617,7 +620,7 @@ pub fn fuzz(
     let mut done = 0u64;
     while done < iters {
         // The clock is read every 1024 inputs, not per input.
-        if done % 1024 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        if done.is_multiple_of(1024) && deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         maker.make(&mut rng, &prev, &mut input);

@@ -82,7 +82,7 @@ pub fn g711_decode(data: &[u8]) {
 pub fn pcm_parse(data: &[u8]) {
     let mut samples = Vec::new();
     let whole = pcm::le_bytes_to_samples(data, &mut samples);
-    assert_eq!(whole, data.len() % 2 == 0);
+    assert_eq!(whole, data.len().is_multiple_of(2));
     assert_eq!(samples.len(), data.len() / 2);
     let mut back = Vec::new();
     pcm::samples_to_le_bytes(&samples, &mut back);
@@ -510,7 +510,9 @@ pub fn sdp_offer(data: &[u8]) {
 }
 
 /// `(name, body)` of every target, for drivers that run them all.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub type Target = (&'static str, fn(&[u8]));
+
+pub const TARGETS: &[Target] = &[
     ("opus_decode", opus_decode),
     ("g711_decode", g711_decode),
     ("pcm_parse", pcm_parse),
