@@ -22,6 +22,8 @@ pub mod crypto;
 pub mod db;
 pub mod demo;
 pub mod email;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod routing;

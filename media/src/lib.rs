@@ -7,4 +7,6 @@
 //!   (`/healthz`, `/readyz`, `/metrics`).
 
 pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;

@@ -1,16 +1,5 @@
-//! Arbitrary bytes as PCM16 LE: odd lengths are reported, never a panic, and whole
-//! samples round-trip byte for byte.
+//! The body lives in `vocalized_media::fuzzing::pcm_parse` (shared with the stable driver,
+//! media/tests/fuzz.rs, which documents the properties it checks).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use vocalized_media::core::pcm;
-
-fuzz_target!(|data: &[u8]| {
-    let mut samples = Vec::new();
-    let whole = pcm::le_bytes_to_samples(data, &mut samples);
-    assert_eq!(whole, data.len() % 2 == 0);
-    assert_eq!(samples.len(), data.len() / 2);
-    let mut back = Vec::new();
-    pcm::samples_to_le_bytes(&samples, &mut back);
-    assert_eq!(back, data[..data.len() & !1]);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vocalized_media::fuzzing::pcm_parse(data));

@@ -512,7 +512,8 @@ fn parse_duration(value: &Value) -> Option<Duration> {
     match value {
         Value::String(s) => {
             let seconds: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
-            (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+            // `try_`: a value past `Duration`'s range ("1e20s") must not panic.
+            Duration::try_from_secs_f64(seconds).ok()
         }
         Value::Object(o) => {
             let seconds = o.get("seconds").map_or(Some(0), |s| {
@@ -520,7 +521,7 @@ fn parse_duration(value: &Value) -> Option<Duration> {
                     .or_else(|| s.as_str().and_then(|s| s.parse().ok()))
             })?;
             let nanos = o.get("nanos").map_or(Some(0), Value::as_u64)?;
-            Some(Duration::from_secs(seconds) + Duration::from_nanos(nanos.min(999_999_999)))
+            Duration::from_secs(seconds).checked_add(Duration::from_nanos(nanos.min(999_999_999)))
         }
         _ => None,
     }
@@ -538,9 +539,11 @@ fn usage_of(m: &UsageMetadata) -> Usage {
     }
     for d in &m.prompt_tokens_details {
         match d.modality.as_str() {
-            "AUDIO" => usage.input_audio_tokens += d.token_count,
+            "AUDIO" => {
+                usage.input_audio_tokens = usage.input_audio_tokens.saturating_add(d.token_count)
+            }
             // Text, and images or video should a caller ever send them.
-            _ => usage.input_text_tokens += d.token_count,
+            _ => usage.input_text_tokens = usage.input_text_tokens.saturating_add(d.token_count),
         }
     }
     if m.response_tokens_details.is_empty() {
@@ -548,8 +551,10 @@ fn usage_of(m: &UsageMetadata) -> Usage {
     }
     for d in &m.response_tokens_details {
         match d.modality.as_str() {
-            "AUDIO" => usage.output_audio_tokens += d.token_count,
-            _ => usage.output_text_tokens += d.token_count,
+            "AUDIO" => {
+                usage.output_audio_tokens = usage.output_audio_tokens.saturating_add(d.token_count)
+            }
+            _ => usage.output_text_tokens = usage.output_text_tokens.saturating_add(d.token_count),
         }
     }
     usage

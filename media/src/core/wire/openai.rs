@@ -368,7 +368,8 @@ impl OpenAiDecoder {
                             input_token_details,
                         } => {
                             let d = input_token_details.unwrap_or_default();
-                            let audio = if d.audio_tokens + d.text_tokens > 0 {
+                            // `||`, not a sum: the counts come from the provider and may be huge.
+                            let audio = if d.audio_tokens > 0 || d.text_tokens > 0 {
                                 d.audio_tokens
                             } else {
                                 input_tokens

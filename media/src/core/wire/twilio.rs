@@ -136,6 +136,16 @@ impl Inbound {
     /// Parses one text frame. Malformed JSON or a known event with missing fields is an
     /// error the caller counts; an unknown event is `Ok(Inbound::Unknown)`.
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        // serde also reads a tagged enum from a JSON array (`["media", …]`, fields by
+        // position); Twilio only sends objects, so anything else is not a message.
+        if !text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+        {
+            return Err(serde::de::Error::custom(
+                "a Twilio message is a JSON object",
+            ));
+        }
         serde_json::from_str(text)
     }
 }

@@ -71,7 +71,11 @@ pub fn check_offer(sdp: &str) -> Result<u8, Refusal> {
         } else if let (true, Some(map)) = (in_audio, line.strip_prefix("a=rtpmap:")) {
             // a=rtpmap:111 opus/48000/2
             let mut parts = map.splitn(2, ' ');
-            let pt = parts.next().and_then(|p| p.parse::<u8>().ok());
+            // Digits only: `parse` would also take "+11", which is not that payload type.
+            let pt = parts
+                .next()
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u8>().ok());
             let codec = parts.next().unwrap_or("").to_ascii_lowercase();
             if let (Some(pt), true) = (pt, codec.starts_with("opus/48000")) {
                 return Ok(pt);
