@@ -891,6 +891,8 @@ async fn absurd_usage_saturates_and_never_credits(app: TestApp) {
     .await
     .unwrap();
     assert!(spent > 0);
+}
+
 fn connects(twiml: &str) -> bool {
     twiml.contains("<Connect><Stream")
 }
