@@ -3,6 +3,7 @@
 //! pricing usage, and the health of voice providers learnt from those events.
 
 pub mod admission;
+pub mod backlog;
 pub mod health;
 pub mod ingest;
 pub mod link;
