@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use vocalized_control::calls::link::InProcessLink;
+use vocalized_control::calls::backlog::BacklogLimits;
+use vocalized_control::calls::link::{EventQueueConfig, InProcessLink};
 use vocalized_control::db::rotate::{RotateError, rotate_master_key};
 use vocalized_control::{CreateAdminError, Db};
 use vocalized_media::io::NodeState;
@@ -120,11 +121,24 @@ async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
         // One process: the media plane reads call plans and writes call events straight
         // through the control plane (ARCHITECTURE.md §2, in-process link).
         // One /metrics for both planes.
+        // Call events wait in a journal under the data directory while the database
+        // cannot take them, and one left by an earlier run is replayed (review L10).
+        let events = EventQueueConfig {
+            backlog: BacklogLimits {
+                journal_path: Some(args.database.data_dir.join("call-events.journal")),
+                ..BacklogLimits::default()
+            },
+            ..EventQueueConfig::default()
+        };
+        let metrics = Arc::clone(&state.metrics);
+        let (link, writer) = InProcessLink::start_with(state, events);
         let media_node = node.clone();
-        state.metrics.add_renderer(Box::new(move || {
-            media_node.render_metrics() + &vocalized_media::io::metrics::render()
+        let queue = Arc::clone(link.queue());
+        metrics.add_renderer(Box::new(move || {
+            media_node.render_metrics()
+                + &vocalized_media::io::metrics::render()
+                + &queue.render_metrics()
         }));
-        let (link, writer) = InProcessLink::start(state);
         let link = Arc::new(link);
         let phone =
             twilio_call::router(Arc::clone(&link), node.clone(), TwilioCallConfig::default());

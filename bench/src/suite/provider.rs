@@ -267,7 +267,7 @@ impl Driver {
                             break 'session;
                         }
                     }
-                    Output::Close { .. } | Output::Drop => break 'session,
+                    Output::Close { .. } | Output::Drop | Output::StallMidFrame => break 'session,
                 }
             }
             let due = session.poll_timeout().map(tokio::time::Instant::from_std);

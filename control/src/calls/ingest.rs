@@ -219,8 +219,14 @@ async fn apply_in(
                 EndReason::NotConnected => ("failed", Some("webrtc_not_connected")),
                 _ => ("completed", None),
             };
-            let from = answered_at.unwrap_or(started_at);
-            let duration_s = ((now - from).max(0) + 500) / 1000;
+            // The event's own clock (ms since answer) says how long the call lasted: the
+            // time it is written can be much later (the database was down, the writer
+            // was behind), and that delay must not be billed as call time.
+            let duration_ms = match answered_at {
+                Some(_) => i64::try_from(event.at_ms).unwrap_or(i64::MAX),
+                None => (now - started_at).max(0),
+            };
+            let duration_s = duration_ms.saturating_add(500) / 1000;
             sqlx::query(
                 "UPDATE calls SET status = $1, error_code = COALESCE($2, error_code), end_reason = $3,
                         ended_at = $4, duration_seconds = COALESCE(duration_seconds, $5), updated_at = $4

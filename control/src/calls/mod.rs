@@ -4,6 +4,7 @@
 //! that cap how many calls run at once.
 
 pub mod admission;
+pub mod backlog;
 pub mod health;
 pub mod ingest;
 pub mod link;

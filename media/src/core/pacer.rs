@@ -7,9 +7,13 @@
 //!
 //! Behaviour, all with the time passed in (`now: Instant`, like `CallSession`):
 //! - [`Pacer::push`] accumulates samples of any length into 20 ms frames at the configured
-//!   rate and queues them. The queue is bounded; past the bound the **oldest** frame is
-//!   dropped and counted (an overrun), since the newest audio is what the caller should
-//!   hear next if playout has fallen that far behind.
+//!   rate and queues them. The queue is bounded (30 s for WebRTC: about 2.8 MB per call),
+//!   so a provider that floods audio faster than real time cannot grow memory (review
+//!   L10). Past the bound the **newest** frame is dropped and counted (an overrun): the
+//!   caller keeps hearing the queued speech coherently and only the tail of an over-long
+//!   burst is cut. After an overrun the pacer keeps dropping until half the queue has
+//!   played, so a sustained flood is heard as a few coherent stretches; dropping the
+//!   oldest (or one frame per freed slot) would play every n-th frame: noise.
 //! - The clock starts at the first [`Pacer::poll`]; afterwards a frame is due every 20 ms
 //!   and [`Pacer::next_deadline`] says when. `poll` returns `None` when nothing is due.
 //! - When a frame is due, `poll` returns it, or **comfort silence** if there is no agent
@@ -37,7 +41,7 @@ pub struct PacerConfig {
     pub sample_rate_hz: u32,
     /// Frames queued before playout starts (and restarts after an underrun).
     pub target_depth_frames: usize,
-    /// Queue bound; pushing past it drops the oldest frame.
+    /// Queue bound; a frame pushed past it is dropped.
     pub max_depth_frames: usize,
 }
 
@@ -61,7 +65,7 @@ pub struct PacerStats {
     pub silence_frames: u64,
     /// Times the queue ran dry while playing.
     pub underruns: u64,
-    /// Oldest frames dropped because the queue was full.
+    /// Frames dropped on arrival because the queue was full.
     pub overrun_drops: u64,
     /// Frames released more than one tick after their deadline.
     pub late_frames: u64,
@@ -85,6 +89,8 @@ pub struct Pacer {
     playing: bool,
     /// Set by `end_of_audio`: play what is queued even below the target depth.
     draining: bool,
+    /// The queue overflowed: drop arrivals until it has drained to half its bound.
+    overrun: bool,
     next_tick: Option<Instant>,
     stats: PacerStats,
 }
@@ -108,6 +114,7 @@ impl Pacer {
             current: vec![0; frame_samples],
             playing: false,
             draining: false,
+            overrun: false,
             next_tick: None,
             stats: PacerStats::default(),
         }
@@ -196,6 +203,7 @@ impl Pacer {
         self.partial.clear();
         self.playing = false;
         self.draining = false;
+        self.overrun = false;
     }
 
     pub fn queued_frames(&self) -> usize {
@@ -218,9 +226,17 @@ impl Pacer {
     }
 
     fn enqueue_partial(&mut self) {
-        if self.queued_frames() >= self.config.max_depth_frames {
-            self.queue.drain(..self.frame_samples);
+        let queued = self.queued_frames();
+        if self.overrun && queued <= self.config.max_depth_frames / 2 {
+            self.overrun = false;
+        }
+        if self.overrun || queued >= self.config.max_depth_frames {
+            // Keep dropping until half the queue has played: what is accepted afterwards
+            // is a coherent stretch, not one frame per freed slot.
+            self.overrun = true;
+            self.partial.clear();
             self.stats.overrun_drops += 1;
+            return;
         }
         self.queue.extend(self.partial.drain(..));
     }
@@ -318,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn bursts_are_queued_and_overflow_drops_the_oldest() {
+    fn bursts_are_queued_and_overflow_drops_the_newest() {
         let t0 = Instant::now();
         let mut p = pacer(1, 3);
         for t in 1..=5 {
@@ -326,9 +342,59 @@ mod tests {
         }
         let s = p.stats();
         assert_eq!((s.queued_frames, s.overrun_drops), (3, 2));
-        assert_eq!(tag(&mut p, t0), Some(3), "frames 1 and 2 were dropped");
-        assert_eq!(tag(&mut p, ms(t0, 20)), Some(4));
-        assert_eq!(tag(&mut p, ms(t0, 40)), Some(5));
+        assert_eq!(tag(&mut p, t0), Some(1), "what was queued plays in order");
+        assert_eq!(tag(&mut p, ms(t0, 20)), Some(2));
+        assert_eq!(tag(&mut p, ms(t0, 40)), Some(3));
+        assert_eq!(
+            tag(&mut p, ms(t0, 60)),
+            Some(0),
+            "frames 4 and 5 were dropped"
+        );
+    }
+
+    /// A provider sending 200 ms of audio every 20 ms (10× real time) for a minute: the
+    /// queue never passes its bound, the caller hears the first frames without a gap,
+    /// and every frame is accounted for as played, queued or dropped.
+    #[test]
+    fn a_flood_ten_times_faster_than_real_time_stays_bounded() {
+        let t0 = Instant::now();
+        let max = 1_500; // 30 s, as for WebRTC
+        let mut p = pacer(3, max);
+        let mut next_tag: i16 = 1;
+        let mut heard = Vec::new();
+        let mut peak = 0;
+        for tick in 0..3_000u64 {
+            for _ in 0..10 {
+                p.push(&frame(next_tag));
+                next_tag = next_tag.wrapping_add(1).max(1);
+            }
+            peak = peak.max(p.queued_frames());
+            while let Some(t) = tag(&mut p, ms(t0, tick * 20)) {
+                heard.push(t);
+            }
+        }
+        let s = p.stats();
+        assert!(peak <= max, "queue peaked at {peak} frames");
+        assert!(s.queued_frames >= max / 2, "still full of the flood");
+        assert_eq!(
+            s.frames_played + s.queued_frames as u64 + s.overrun_drops,
+            30_000
+        );
+        assert_eq!(s.frames_played, 3_000 - s.silence_frames);
+        let played: Vec<i16> = heard.iter().copied().filter(|&t| t != 0).collect();
+        assert_eq!(
+            played[..1_500],
+            (1..=1_500).collect::<Vec<i16>>()[..],
+            "the first 30 s play in order, no skipping"
+        );
+        let jumps = played
+            .windows(2)
+            .filter(|w| w[1] != w[0].wrapping_add(1))
+            .count();
+        assert!(
+            jumps <= 4,
+            "{jumps} jumps: the rest plays in long coherent stretches"
+        );
     }
 
     #[test]
@@ -385,7 +451,7 @@ mod tests {
         p.push(&frame(1));
         p.push(&frame(2));
         assert_eq!(p.stats().overrun_drops, 1);
-        assert_eq!(tag(&mut p, t0), Some(2));
+        assert_eq!(tag(&mut p, t0), Some(1));
         assert_eq!(PacerConfig::webrtc().sample_rate_hz, 48_000);
         assert_eq!(Pacer::new(PacerConfig::webrtc()).frame_samples(), 960);
     }

@@ -12,6 +12,11 @@
 //! The driver `select!`s on [`ProviderChain::wake`] (cancel-safe: it reads one frame or
 //! waits for a deadline), hands what woke it to [`ProviderChain::deliver`], and calls
 //! [`ProviderChain::recover`] with any failure that reports.
+//!
+//! A provider can also hang without closing: its process wedged, or a frame cut off
+//! mid-way with the rest never coming (issue 19). A quiet provider is pinged; one that
+//! has sent nothing at all, not even the pong, for the stall timeout has failed
+//! (`provider_stalled`), and the call moves on as for any other failure.
 
 use super::provider_ws::{self, ProviderSocket};
 use crate::core::echo::{self, EchoProvider};
@@ -58,6 +63,10 @@ pub enum Wake {
     Due,
     /// The provider's session is near its time cap: roll over to a new one.
     SessionCap,
+    /// A ping or pong came in: the provider is alive, nothing to deliver.
+    Alive,
+    /// Nothing came in, not even a pong, for the stall timeout.
+    Stalled,
 }
 
 /// Why the provider in use can no longer serve the call.
@@ -319,6 +328,14 @@ struct Opening<'a> {
     openai_rollover: Duration,
 }
 
+/// How long a provider may send nothing at all (it is pinged halfway) before it counts as
+/// stalled. Long enough for a slow model's first words; short enough that a caller facing
+/// a wedged provider hears the next one (or the apology) instead of dead air.
+pub const PROVIDER_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The failover reason (and error code) of a provider that stalled.
+pub const PROVIDER_STALLED: &str = "provider_stalled";
+
 /// OpenAI Realtime sessions end after 60 minutes (protocols.md §2.1, §2.6) with no
 /// resumption: a call rolls over to a new, re-seeded session a little before that.
 pub const OPENAI_SESSION_ROLLOVER: Duration = Duration::from_secs(58 * 60);
@@ -531,7 +548,8 @@ fn read_wake(
             None => Wake::Closed(None, String::new()),
         }),
         None | Some(Err(_)) => Some(Wake::Closed(None, String::new())),
-        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Some(Wake::Alive),
+        Some(Ok(Message::Frame(_))) => None,
         Some(Ok(m)) => Some(Wake::Frame(m)),
     }
 }
@@ -561,6 +579,11 @@ pub struct ProviderChain<'p> {
     /// A provider session has been up in this call (the caller was greeted).
     connected_once: bool,
     openai_rollover: Duration,
+    stall_timeout: Duration,
+    /// When the provider in use last sent anything (a frame, a ping, a pong).
+    last_heard: tokio::time::Instant,
+    /// A ping is out since `last_heard`.
+    pinged: bool,
 }
 
 impl<'p> ProviderChain<'p> {
@@ -575,7 +598,24 @@ impl<'p> ProviderChain<'p> {
             malformed: 0,
             connected_once: false,
             openai_rollover: OPENAI_SESSION_ROLLOVER,
+            stall_timeout: PROVIDER_STALL_TIMEOUT,
+            last_heard: tokio::time::Instant::now(),
+            pinged: false,
         }
+    }
+
+    /// Counts a provider as stalled after `timeout` without a frame, instead of
+    /// [`PROVIDER_STALL_TIMEOUT`].
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// Puts a freshly connected provider in use.
+    fn use_provider(&mut self, provider: Provider) {
+        self.current = Some(provider);
+        self.last_heard = tokio::time::Instant::now();
+        self.pinged = false;
     }
 
     /// Rolls OpenAI sessions over after `after` instead of [`OPENAI_SESSION_ROLLOVER`].
@@ -630,7 +670,7 @@ impl<'p> ProviderChain<'p> {
                         let now = Instant::now();
                         let _ =
                             session.switch_provider(name, input, output, "session_rollover", now);
-                        self.current = Some(p);
+                        self.use_provider(p);
                         return true;
                     }
                     Err(code) => return self.move_on(code, session).await,
@@ -687,7 +727,7 @@ impl<'p> ProviderChain<'p> {
             };
             match connect(self.plan, target, self.caller, self.timeout, opening).await {
                 Ok(provider) => {
-                    self.current = Some(provider);
+                    self.use_provider(provider);
                     self.connected_once = true;
                     session.handle_input(Input::Provider(ProviderEvent::Connected), Instant::now());
                     return true;
@@ -729,12 +769,43 @@ impl<'p> ProviderChain<'p> {
         }
     }
 
-    /// Waits until the provider in use has something. Cancel-safe; never returns when
-    /// there is none.
+    /// Waits until the provider in use has something, or has stalled. Cancel-safe (the
+    /// liveness state lives in `self`); never returns when there is no provider.
     pub async fn wake(&mut self) -> Wake {
-        match self.current.as_mut() {
-            Some(p) => p.wake().await,
-            None => std::future::pending().await,
+        let stall_timeout = self.stall_timeout;
+        loop {
+            let Some(p) = self.current.as_mut() else {
+                return std::future::pending().await;
+            };
+            if matches!(p, Provider::Echo(_)) {
+                return p.wake().await;
+            }
+            let stalled_at = self.last_heard + stall_timeout;
+            let ping_at = self.last_heard + stall_timeout / 2;
+            tokio::select! {
+                wake = p.wake() => {
+                    self.last_heard = tokio::time::Instant::now();
+                    self.pinged = false;
+                    if !matches!(wake, Wake::Alive) {
+                        return wake;
+                    }
+                }
+                () = tokio::time::sleep_until(if self.pinged { stalled_at } else { ping_at }) => {
+                    if self.pinged {
+                        return Wake::Stalled;
+                    }
+                    if let Some(socket) = p.socket() {
+                        // Bounded: a provider that stopped reading must not hang the call.
+                        let ping = socket.send(Message::Ping(Vec::new().into()));
+                        match tokio::time::timeout_at(stalled_at, ping).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return Wake::Closed(None, String::new()),
+                            Err(_) => return Wake::Stalled,
+                        }
+                    }
+                    self.pinged = true;
+                }
+            }
         }
     }
 
@@ -748,8 +819,19 @@ impl<'p> ProviderChain<'p> {
         session: &mut CallSession,
     ) -> Option<Failure> {
         let provider = self.current.as_mut()?;
-        if matches!(wake, Wake::SessionCap) {
-            return Some(Failure::Rollover);
+        match wake {
+            Wake::SessionCap => return Some(Failure::Rollover),
+            Wake::Stalled => {
+                warn!("provider sent nothing, not even a pong: stalled");
+                let recorded = ProviderEvent::Error {
+                    fatal: false,
+                    code: PROVIDER_STALLED,
+                    message: "the provider stopped answering",
+                };
+                session.handle_input(Input::Provider(recorded), now);
+                return Some(Failure::Failed(PROVIDER_STALLED.into()));
+            }
+            _ => {}
         }
         let mut failure = None;
         provider.deliver(wake, now, |event| match event {

@@ -50,6 +50,8 @@ pub struct TwilioCallConfig {
     pub provider_connect_timeout: Duration,
     /// How long an OpenAI session runs before the call rolls over to a new one.
     pub openai_session_rollover: Duration,
+    /// How long a provider may send nothing, not even a pong, before it counts as stalled.
+    pub provider_stall_timeout: Duration,
 }
 
 impl Default for TwilioCallConfig {
@@ -57,6 +59,7 @@ impl Default for TwilioCallConfig {
         Self {
             provider_connect_timeout: Duration::from_secs(3),
             openai_session_rollover: super::provider::OPENAI_SESSION_ROLLOVER,
+            provider_stall_timeout: super::provider::PROVIDER_STALL_TIMEOUT,
         }
     }
 }
@@ -178,7 +181,8 @@ async fn bridge<L: ControlLink>(
     let call_id = plan.call_id.clone();
     let caller = AudioFormat::Mulaw8k;
     let mut chain = ProviderChain::new(&plan, caller, shared.config.provider_connect_timeout)
-        .with_openai_rollover(shared.config.openai_session_rollover);
+        .with_openai_rollover(shared.config.openai_session_rollover)
+        .with_stall_timeout(shared.config.provider_stall_timeout);
     let Some((input, output)) = chain.initial_formats() else {
         warn!("the call plan names no provider");
         close(&mut socket, 1011, "provider unavailable").await;

@@ -33,6 +33,13 @@ pub enum Failure {
     /// Run `responses` responses normally, then cut the TCP connection (no close frame)
     /// halfway through the next one's audio.
     DropAfter { responses: u32 },
+    /// Run `responses` responses normally, then, halfway through the next one's audio,
+    /// send the start of a frame and never the rest: the socket stays open, nothing more
+    /// is read or written (a wedged server).
+    StallMidFrame { responses: u32 },
+    /// Behave, but send garbage before every event: a frame that is not JSON, a binary
+    /// frame, an event of an unknown type, and an audio delta that is not base64.
+    Garbage,
 }
 
 /// The token counts reported in every `response.done` (protocols.md §2.4 shape).

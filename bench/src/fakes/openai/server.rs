@@ -161,6 +161,21 @@ fn refusal(status: u16) -> ErrorResponse {
     response
 }
 
+/// How long a `StallMidFrame` server holds its wedged socket open.
+const STALL_HOLD: Duration = Duration::from_secs(60);
+
+/// The `n`th garbage frame of a `Garbage` server: each kind in turn.
+fn garbage_frame(n: usize) -> Message {
+    match n % 4 {
+        0 => Message::text("}{ this is not JSON"),
+        1 => Message::binary(vec![0xFFu8, 0x00, 0x13, 0x37]),
+        2 => Message::text(r#"{"type":"response.made_up_event","event_id":"event_x"}"#),
+        _ => Message::text(
+            r#"{"type":"response.output_audio.delta","event_id":"event_y","response_id":"resp_x","item_id":"item_x","output_index":0,"content_index":0,"delta":"%%% not base64 %%%"}"#,
+        ),
+    }
+}
+
 // tungstenite fixes the callback's error type (an HTTP response); it is built once per
 // refused connection, so its size does not matter.
 #[allow(clippy::result_large_err)]
@@ -214,14 +229,33 @@ async fn serve(tcp: TcpStream, behaviour: Arc<OpenAiBehaviour>, handle: OpenAiHa
         }
     };
     handle.register(record.clone());
+    let garbage = matches!(behaviour.failure, Some(Failure::Garbage));
+    let mut garbage_sent = 0usize;
     let mut session = Session::new(behaviour, record.clone(), &model);
     'session: loop {
         while let Some(output) = session.poll_output() {
             match output {
                 Output::Send(event) => {
+                    if garbage {
+                        garbage_sent += 1;
+                        if ws.send(garbage_frame(garbage_sent)).await.is_err() {
+                            break 'session;
+                        }
+                    }
                     if ws.send(Message::text(event.to_string())).await.is_err() {
                         break 'session;
                     }
+                }
+                Output::StallMidFrame => {
+                    // A text frame announcing 4 096 bytes, of which 100 come. Then
+                    // silence, and no reads either: not even a pong goes out.
+                    use tokio::io::AsyncWriteExt;
+                    let mut partial = vec![0x81u8, 126, 0x10, 0x00];
+                    partial.extend(std::iter::repeat_n(b' ', 100));
+                    let _ = ws.get_mut().write_all(&partial).await;
+                    let _ = ws.get_mut().flush().await;
+                    tokio::time::sleep(STALL_HOLD).await;
+                    break 'session;
                 }
                 Output::Close { code, reason } => {
                     let frame = CloseFrame {

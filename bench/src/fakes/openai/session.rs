@@ -25,6 +25,8 @@ pub enum Output {
     Close { code: u16, reason: String },
     /// Drop the TCP connection with no close frame (a crashed or cut-off server).
     Drop,
+    /// Send part of a frame, then neither read nor write again (a wedged server).
+    StallMidFrame,
 }
 
 /// Fields of the beta session shape; GA rejects them as unknown parameters.
@@ -76,8 +78,10 @@ struct ActiveResponse {
     audio: Arc<[u8]>,
     bytes_sent: usize,
     next_due: Instant,
-    /// `DropAfter`: cut the connection once this many bytes have gone out.
+    /// `DropAfter`, `StallMidFrame`: cut the connection once this many bytes have gone out.
     drop_at_bytes: Option<usize>,
+    /// `StallMidFrame`: the cut is a stall, not a drop.
+    stall: bool,
 }
 
 pub struct Session {
@@ -534,11 +538,14 @@ impl Session {
         let response_id = format!("resp_{}", random_hex(22));
         let item_id = new_item_id();
         let transcript = pick(&self.behaviour.agent_lines, n as usize - 1);
-        let drop_at_bytes = match self.behaviour.failure {
+        let (drop_at_bytes, stall) = match self.behaviour.failure {
             Some(Failure::DropAfter { responses }) if n == responses + 1 => {
-                Some(self.behaviour.agent_audio.len() / 2)
+                (Some(self.behaviour.agent_audio.len() / 2), false)
             }
-            _ => None,
+            Some(Failure::StallMidFrame { responses }) if n == responses + 1 => {
+                (Some(self.behaviour.agent_audio.len() / 2), true)
+            }
+            _ => (None, false),
         };
         self.with_record(|r| r.responses_started += 1);
         let response = ev::response_object(&response_id, "in_progress", None, vec![], None);
@@ -567,6 +574,7 @@ impl Session {
                 + Duration::from_millis(self.behaviour.response_delay_ms)
                 + jitter(self.behaviour.response_jitter_ms),
             drop_at_bytes,
+            stall,
         });
     }
 
@@ -585,7 +593,12 @@ impl Session {
                 && active.bytes_sent >= limit
             {
                 self.dead = true;
-                self.outputs.push_back(Output::Drop);
+                let cut = if active.stall {
+                    Output::StallMidFrame
+                } else {
+                    Output::Drop
+                };
+                self.outputs.push_back(cut);
                 return;
             }
             if active.bytes_sent >= active.audio.len() {

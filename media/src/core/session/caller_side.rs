@@ -3,7 +3,7 @@
 use super::limits::LimitClock;
 use super::marks::MarkOutcome;
 use super::output::Pending;
-use super::{CallSession, CallSource, CallState, MAX_CALLER_FRAME_MS};
+use super::{CALLER_AUDIO_BURST_MS, CallSession, CallSource, CallState, MAX_CALLER_FRAME_MS};
 use crate::core::wire::twilio;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,6 +16,20 @@ impl CallSession {
         if self.config.source != CallSource::Twilio {
             self.counters.unknown_caller_events += 1;
             debug!("twilio message on a web call: ignored");
+            return;
+        }
+        if let twilio::Inbound::Media { stream_sid, .. }
+        | twilio::Inbound::Mark { stream_sid, .. }
+        | twilio::Inbound::Dtmf { stream_sid, .. }
+        | twilio::Inbound::Stop { stream_sid, .. } = message
+            && self.answered_at.is_some()
+            && !stream_sid.is_empty()
+            && *stream_sid != self.stream_sid
+        {
+            // A peer mixing streams up: another call's audio must not reach this
+            // call's provider, and another stream's `stop` must not hang this one up.
+            self.counters.foreign_stream += 1;
+            debug!("twilio message for another stream: dropped");
             return;
         }
         match message {
@@ -94,6 +108,10 @@ impl CallSession {
             debug!("empty twilio media: skipped");
             return;
         }
+        // µ-law at 8 kHz: 8 bytes a millisecond.
+        if !self.admit_caller_audio(len as u64 / 8, now) {
+            return;
+        }
         // µ-law has no partial samples, so decoding cannot report an odd byte.
         self.inbound.decode(&self.base64_scratch[..len]);
         let start = self.provider_bytes.len();
@@ -127,10 +145,30 @@ impl CallSession {
             debug!(samples = samples.len(), "oversized web frame: dropped");
             return;
         }
+        if !self.admit_caller_audio(samples.len() as u64 / 48, now) {
+            return;
+        }
         self.inbound.load_samples(samples);
         let start = self.provider_bytes.len();
         self.inbound.encode_bytes(&mut self.provider_bytes);
         self.forward_caller_audio(start, now);
+    }
+
+    /// Caller audio may run ahead of real time by [`CALLER_AUDIO_BURST_MS`] (network
+    /// jitter delivers frames in bunches); past that a peer is flooding, and its excess
+    /// frames are dropped and counted rather than forwarded to the provider.
+    fn admit_caller_audio(&mut self, frame_ms: u64, now: Instant) -> bool {
+        let Some(answered_at) = self.answered_at else {
+            return true;
+        };
+        let elapsed_ms = now.saturating_duration_since(answered_at).as_millis() as u64;
+        if self.caller_audio_ms + frame_ms > elapsed_ms + CALLER_AUDIO_BURST_MS {
+            self.counters.caller_audio_over_real_time += 1;
+            debug!("caller audio ahead of real time: dropped");
+            return false;
+        }
+        self.caller_audio_ms += frame_ms;
+        true
     }
 
     /// The caller frame is decoded in `inbound` and converted into `provider_bytes`

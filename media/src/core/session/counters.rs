@@ -41,6 +41,10 @@ pub struct SessionCounters {
     pub provider_errors: u64,
     /// Inputs that arrived after the call ended.
     pub inputs_after_end: u64,
+    /// Twilio messages naming another stream than this call's; dropped.
+    pub foreign_stream: u64,
+    /// Caller audio frames beyond real time (a flooding peer); dropped.
+    pub caller_audio_over_real_time: u64,
 }
 
 impl SessionCounters {
@@ -56,5 +60,7 @@ impl SessionCounters {
             + self.unknown_caller_events
             + self.unknown_marks
             + self.unknown_items
+            + self.foreign_stream
+            + self.caller_audio_over_real_time
     }
 }

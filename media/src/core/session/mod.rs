@@ -74,6 +74,10 @@ use vocalized_shared::plan::{CallPlan, CallSource};
 /// Longest caller frame accepted in one piece. Twilio sends about 20 ms; a whole second
 /// in one frame means a broken peer, and forwarding it would stall the provider.
 pub const MAX_CALLER_FRAME_MS: u64 = 1_000;
+/// How far caller audio may run ahead of real time (counted from the answer) before
+/// frames are dropped as a flood: generous for network jitter, which delivers a late
+/// bunch of frames at once.
+pub const CALLER_AUDIO_BURST_MS: u64 = 2_000;
 /// Longest provider audio delta accepted in one piece.
 pub const MAX_PROVIDER_DELTA_MS: u64 = 30_000;
 
@@ -209,6 +213,8 @@ pub struct CallSession {
     first_item_of_provider: u64,
     next_seq: u64,
     counters: SessionCounters,
+    /// Caller audio admitted so far, for the flood check.
+    caller_audio_ms: u64,
 
     queue: VecDeque<Pending>,
     /// The output `poll_output` last lent out; it owns what the borrow points at.
@@ -246,6 +252,7 @@ impl CallSession {
             first_item_of_provider: 0,
             next_seq: 1,
             counters: SessionCounters::default(),
+            caller_audio_ms: 0,
             queue: VecDeque::with_capacity(64),
             current: Pending::Idle,
             // A few frames' worth; provider deltas can be larger and grow these once.
