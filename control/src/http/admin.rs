@@ -6,13 +6,14 @@ use super::auth::Problems;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminRole, ClientIp, CurrentAdmin};
 use super::json::Json;
+use super::rejection::Query;
 use super::workspaces::{WorkspaceView, fetch, members_of, subscription};
 use crate::audit;
 use crate::settings;
 use crate::state::AppState;
 use crate::util::now_ms;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -51,7 +52,8 @@ impl Page {
     fn bounds(&self) -> (i64, i64, i64) {
         let limit = self.limit.unwrap_or(50).clamp(1, 200);
         let page = self.page.unwrap_or(1).max(1);
-        (limit, (page - 1) * limit, page)
+        // Saturating: a huge page number is an empty page, not an overflow panic.
+        (limit, (page - 1).saturating_mul(limit), page)
     }
 }
 
@@ -59,8 +61,6 @@ impl Page {
 struct WorkspaceFilter {
     status: Option<String>,
     search: Option<String>,
-    #[serde(flatten)]
-    page: Page,
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -80,9 +80,12 @@ async fn list_workspaces(
     State(state): State<AppState>,
     admin: CurrentAdmin,
     Query(filter): Query<WorkspaceFilter>,
+    // Its own extractor: serde's `flatten` reads every query value as a string, so a
+    // flattened `page=2` was refused as "expected i64".
+    Query(paging): Query<Page>,
 ) -> ApiResult<impl IntoResponse> {
     admin.require(AdminRole::Support)?;
-    let (limit, offset, page) = filter.page.bounds();
+    let (limit, offset, page) = paging.bounds();
     let search = filter
         .search
         .as_deref()
@@ -397,8 +400,6 @@ struct LogFilter {
     action: Option<String>,
     from: Option<i64>,
     to: Option<i64>,
-    #[serde(flatten)]
-    page: Page,
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -416,9 +417,10 @@ async fn activity_log(
     State(state): State<AppState>,
     admin: CurrentAdmin,
     Query(filter): Query<LogFilter>,
+    Query(paging): Query<Page>,
 ) -> ApiResult<impl IntoResponse> {
     admin.require(AdminRole::Admin)?;
-    let (limit, offset, page) = filter.page.bounds();
+    let (limit, offset, page) = paging.bounds();
     let filters = "($1 IS NULL OR l.admin_id = $1) AND ($2 IS NULL OR l.action = $2)
                    AND ($3 IS NULL OR l.timestamp >= $3) AND ($4 IS NULL OR l.timestamp <= $4)";
     let rows: Vec<LogRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -4,10 +4,11 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::WorkspaceMember;
+use super::rejection::Query;
 use crate::state::AppState;
 use crate::util::now_ms;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -95,7 +96,8 @@ async fn list(
     .bind(f.from)
     .bind(f.to)
     .bind(limit)
-    .bind((page - 1) * limit)
+    // Saturating: a huge page number is an empty page, not an overflow panic.
+    .bind((page - 1).saturating_mul(limit))
     .fetch_all(&state.db.pool)
     .await?;
     let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -15,6 +15,7 @@ pub mod members;
 pub mod openapi;
 pub mod phone_numbers;
 pub mod ratelimit;
+pub mod rejection;
 pub mod twilio_webhooks;
 pub mod voice_providers;
 pub mod widget;
