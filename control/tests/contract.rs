@@ -97,7 +97,54 @@ async fn unparsable_input_is_a_json_400(app: TestApp) {
     assert_eq!(shown.body["workspace"]["name"], "Acme");
 }
 
+/// A NUL character reached Postgres as a 500 (its text cannot hold one) and was stored
+/// on SQLite: refused as a 400 on both, in bodies, paths, query strings and forms.
+async fn nul_characters_are_refused(app: TestApp) {
+    let (owner, _, _) = app.signup("owner@acme.example").await;
+    let ws = app.workspace(&owner, "Acme").await;
+    let body = app
+        .call(
+            "PUT",
+            &format!("/api/v1/workspaces/{ws}"),
+            Some(&owner),
+            Some(json!({ "name": "Ac\u{0}me" })),
+        )
+        .await;
+    assert_eq!(body.status, StatusCode::BAD_REQUEST, "{}", body.body);
+    assert_eq!(body.code(), "nul_character");
+    let nested = app
+        .post(
+            &format!("/api/v1/workspaces/{ws}/agents"),
+            Some(&owner),
+            json!({ "name": "Agent", "config": { "k\u{0}": 1 } }),
+        )
+        .await;
+    assert_eq!(nested.code(), "nul_character", "{}", nested.body);
+    let query = app
+        .get(
+            &format!("/api/v1/workspaces/{ws}/calls?status=a%00b"),
+            &owner,
+        )
+        .await;
+    assert_eq!(query.status, StatusCode::BAD_REQUEST);
+    assert_eq!(query.code(), "nul_character");
+    let path = app.get("/api/v1/workspaces/ws%00x", &owner).await;
+    assert_eq!(path.code(), "nul_character");
+    let req = Request::builder()
+        .method("POST")
+        .uri("/webhooks/calls/status")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("CallSid=CA%001&CallStatus=completed"))
+        .unwrap();
+    let form = app.send(req).await;
+    assert_eq!(form.status, StatusCode::BAD_REQUEST);
+    assert_eq!(form.code(), "nul_character");
+    let shown = app.get(&format!("/api/v1/workspaces/{ws}"), &owner).await;
+    assert_eq!(shown.body["workspace"]["name"], "Acme");
+}
+
 on_both_databases!(
+    nul_characters_are_refused,
     admin_lists_page,
     a_huge_page_is_empty,
     unparsable_input_is_a_json_400,

@@ -24,6 +24,9 @@ where
                 code: "invalid_body",
                 message: "the body must be a JSON object".into(),
             }),
+            Ok(axum::Json(value)) if super::rejection::has_nul(&value) => {
+                Err(super::rejection::nul_in_body())
+            }
             Ok(axum::Json(value)) => {
                 serde_json::from_value::<T>(value)
                     .map(Json)

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
             response
         })
+        .layer(middleware::from_fn(rejection::refuse_nul_in_uri))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
