@@ -1,5 +1,5 @@
-//! `Query`, `Form` and `Path` extractors whose rejections are `ApiError`s, like
-//! [`super::json::Json`]: a query string, form or path segment that does not parse is a
+//! `Query` and `Form` extractors whose rejections are `ApiError`s, like
+//! [`super::json::Json`]: a query string or form that does not parse is a
 //! 400 with the JSON error body the API documents, never axum's plain-text default.
 
 use super::error::ApiError;
@@ -21,23 +21,6 @@ where
             .await
             .map(|axum::extract::Query(value)| Query(value))
             .map_err(|rejection| bad_request("invalid_query", rejection.body_text()))
-    }
-}
-
-pub struct Path<T>(pub T);
-
-impl<S, T> FromRequestParts<S> for Path<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(value)| Path(value))
-            .map_err(|rejection| bad_request("invalid_path", rejection.body_text()))
     }
 }
 
