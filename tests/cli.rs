@@ -605,6 +605,9 @@ fn admin_create(dir: &Path) {
         "Root",
         "--password",
         "adminpass123",
+        // super_admin: it sets the platform provider's base_url.
+        "--role",
+        "super_admin",
     ]);
     let out = finish(command);
     assert!(out.status.success(), "{out:?}");
@@ -678,6 +681,17 @@ async fn store_keys_and_an_agent(base: &str, openai_url: &str) -> String {
     )
     .await;
     let number_id = number["phone_number"]["id"].as_str().unwrap().to_owned();
+    // Calls through the platform's Twilio account route only to verified numbers.
+    let (status, verified) = api(
+        &http,
+        base,
+        "POST",
+        &format!("/api/v1/admin/phone-numbers/{number_id}/verify"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{verified}");
     let (status, agent) = api(
         &http,
         base,
@@ -964,4 +978,60 @@ fn bench_hands_over_to_vocalized_bench_or_says_how_to_build_it() {
         assert!(out.status.success(), "{out:?}");
         assert!(out.stdout.contains("passthrough"), "{out:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Operational exposure (issue 19, L14)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn demo_is_refused_unless_listening_on_loopback() {
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        assert_config_error(
+            &["serve", "--demo", "--listen", listen],
+            &[],
+            "--demo needs a loopback --listen address",
+        );
+    }
+    assert_config_error(
+        &["serve", "--listen", "0.0.0.0:0"],
+        &[("VOCALIZED_DEMO", "true")],
+        "--demo needs a loopback --listen address",
+    );
+}
+
+/// A blocking GET with an optional bearer token: the status code.
+fn get_status(addr: std::net::SocketAddr, path: &str, bearer: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn metrics_ask_for_the_token_when_one_is_set() {
+    let tmp = TempDir::new("vz-cli");
+    let mut command = vocalized(&tmp.0);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"])
+        .env("VOCALIZED_METRICS_TOKEN", "scrape-me-9f8e7d");
+    let mut server = Process::spawn(&mut command);
+    let addr = server.wait_listening();
+    assert_eq!(get_status(addr, "/metrics", None), 401);
+    assert_eq!(get_status(addr, "/metrics", Some("wrong")), 401);
+    assert_eq!(get_status(addr, "/metrics", Some("scrape-me-9f8e7d")), 200);
+    // Health checks stay open for load balancers.
+    assert_eq!(get_status(addr, "/healthz", None), 200);
+    assert!(server.terminate().success());
+    assert!(!server.stderr_so_far().contains("scrape-me-9f8e7d"));
 }

@@ -19,6 +19,8 @@ const PUBLIC_URL: &str = "https://gw.example.test";
 const TWILIO_SID: &str = "ACe2e0000000000000000000000000000";
 const TWILIO_TOKEN: &str = "e2e-twilio-auth-token";
 const NUMBER: &str = "+14155550123";
+const ADMIN_EMAIL: &str = "ops@e2e.example";
+const ADMIN_PASSWORD: &str = "e2e-admin-password";
 
 /// The running gateway and an owner account with a live agent on NUMBER.
 struct Gateway {
@@ -33,6 +35,15 @@ struct Gateway {
 impl Gateway {
     async fn start(openai: &FakeOpenAi, agent_config: Value) -> Self {
         let dir = TempDir::new("vz-e2e");
+        // A platform admin, to verify the agent's number: calls through the platform's
+        // Twilio account route only to verified numbers.
+        let mut admin = vocalized(&dir.0);
+        admin
+            .args(["admin", "create", "--email", ADMIN_EMAIL, "--name", "Ops"])
+            .args(["--role", "admin", "--data-dir", "data"])
+            .env("VOCALIZED_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        let created = support::finish(admin);
+        assert!(created.status.success(), "{created:?}");
         let mut command = vocalized(&dir.0);
         command
             .args([
@@ -78,6 +89,7 @@ impl Gateway {
             )
             .await;
         let number_id = number["phone_number"]["id"].as_str().unwrap().to_owned();
+        gw.verify_number(&number_id).await;
         let agent = gw
             .post(&gw.ws_path("/agents"), json!({"name": "Front desk", "voice_provider": "openai",
                                                   "phone_number_id": number_id, "config": agent_config}))
@@ -89,6 +101,32 @@ impl Gateway {
         )
         .await;
         gw
+    }
+
+    /// Verifies phone number `number_id` as the platform admin.
+    async fn verify_number(&self, number_id: &str) {
+        let login: Value = self
+            .http
+            .post(format!("{}/api/v1/admin/auth/login", self.base))
+            .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let admin = login["token"].as_str().expect("admin token");
+        let resp = self
+            .http
+            .post(format!(
+                "{}/api/v1/admin/phone-numbers/{number_id}/verify",
+                self.base
+            ))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "verify: {}", resp.status());
     }
 
     fn ws_path(&self, rest: &str) -> String {

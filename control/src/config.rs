@@ -48,7 +48,8 @@ pub struct ControlConfig {
     pub master_key: MasterKey,
     /// Per-IP and per-email limits on login, signup and forgot-password.
     pub rate_limits: RateLimits,
-    /// Trust the first `X-Forwarded-For` address as the client's (only behind a proxy you run).
+    /// Trust the right-most `X-Forwarded-For` address, the one our proxy appended, as the
+    /// client's (only behind a proxy you run; see `vocalized_shared::client_ip`).
     pub trust_forwarded_for: bool,
     pub twilio: Option<TwilioAccount>,
     /// Each provider's endpoint and platform key from the environment (the admin provider
@@ -58,7 +59,15 @@ pub struct ControlConfig {
     pub elevenlabs: ProviderEndpoint,
     pub deepgram: ProviderEndpoint,
     /// Handed to the widget; empty means host candidates only (fine on a LAN or localhost).
+    /// A TURN server's long-term `credential` never reaches the browser: see
+    /// `turn_shared_secret`.
     pub ice_servers: Vec<IceServer>,
+    /// The TURN server's REST API secret (coturn `static-auth-secret`): with it, each widget
+    /// config carries short-lived TURN credentials; without it, browsers get no TURN.
+    pub turn_shared_secret: Option<Secret>,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>` (a scraper's
+    /// token); when unset it is open, as a loopback or private-network listener wants.
+    pub metrics_token: Option<Secret>,
 }
 
 impl ControlConfig {
@@ -76,6 +85,8 @@ impl ControlConfig {
             elevenlabs: ProviderEndpoint::at(ELEVENLABS_AGENTS_URL),
             deepgram: ProviderEndpoint::at(DEEPGRAM_AGENT_URL),
             ice_servers: Vec::new(),
+            turn_shared_secret: None,
+            metrics_token: None,
         }
     }
 

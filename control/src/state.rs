@@ -3,6 +3,7 @@
 use crate::auth::tokens::TokenKeys;
 use crate::calls::health::HealthMonitor;
 use crate::calls::link::LiveCall;
+use crate::calls::slots::CallSlots;
 use crate::config::ControlConfig;
 use crate::db::Db;
 use crate::http::ratelimit::RateLimiter;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub live: Arc<DashMap<String, Arc<LiveCall>>>,
     /// Voice provider health on this node: fed by call events, read by call routing.
     pub health: Arc<HealthMonitor>,
+    /// How many calls each workspace and browser address has open on this node.
+    pub slots: Arc<CallSlots>,
 }
 
 impl AppState {
@@ -31,6 +34,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             live: Arc::new(DashMap::new()),
             health: Arc::new(HealthMonitor::default()),
+            slots: Arc::new(CallSlots::default()),
             db,
             config: Arc::new(config),
         }

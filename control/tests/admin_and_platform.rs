@@ -182,7 +182,78 @@ async fn health_readiness_and_metrics(app: TestApp) {
     );
 }
 
+/// hyper accepts any token as a method; odd methods must not each become a new series.
+#[tokio::test]
+async fn odd_methods_add_a_bounded_number_of_metric_series() {
+    let app = TestApp::new(vocalized_control::db::Dialect::Sqlite)
+        .await
+        .unwrap();
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("vocalized_http_requests_total{"))
+            .count()
+    };
+    app.call("GET", "/healthz", None, None).await;
+    let before = series(
+        app.call("GET", "/metrics", None, None)
+            .await
+            .body
+            .as_str()
+            .unwrap(),
+    );
+    for i in 0..1000 {
+        let r = app.call(&format!("AAAA{i}"), "/healthz", None, None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let text = app.call("GET", "/metrics", None, None).await;
+    let text = text.body.as_str().unwrap();
+    assert!(series(text) <= before + 3, "{}", series(text));
+    assert!(
+        text.lines().any(
+            |l| l.starts_with(r#"vocalized_http_requests_total{method="OTHER""#)
+                && l.ends_with(r#"status="405"} 1000"#)
+        ),
+        "{text}"
+    );
+}
+
+/// A page number near i64::MAX is an empty page, not an overflow (a panic in debug
+/// builds, a negative OFFSET and a 500 on Postgres in release).
+async fn huge_page_numbers_are_empty_pages(app: TestApp) {
+    let ops = app.admin("ops@vocalized.test", "admin").await;
+    let (owner, _, _) = app.signup("owner@acme.example").await;
+    let ws = app.workspace(&owner, "Acme").await;
+    let max = i64::MAX;
+    for (path, token, list) in [
+        (
+            format!("/api/v1/workspaces/{ws}/calls?page={max}"),
+            &owner,
+            "calls",
+        ),
+        (
+            format!("/api/v1/workspaces/{ws}/calls?page={max}&limit=200"),
+            &owner,
+            "calls",
+        ),
+        (
+            format!("/api/v1/admin/workspaces?page={max}"),
+            &ops,
+            "workspaces",
+        ),
+        (
+            format!("/api/v1/admin/logs/activity?page={max}&limit=200"),
+            &ops,
+            "logs",
+        ),
+    ] {
+        let r = app.get(&path, token).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        assert_eq!(r.body[list], json!([]), "{path}");
+    }
+}
+
 on_both_databases!(
+    huge_page_numbers_are_empty_pages,
     admins_switch_calling_per_workspace_and_set_the_default,
     admin_sessions_and_tokens_stay_in_their_lane,
     health_readiness_and_metrics,
@@ -227,4 +298,36 @@ async fn openapi_lists_every_endpoint_and_every_listed_endpoint_exists() {
         listed += 1;
     }
     assert!(listed >= 49);
+}
+
+/// With a metrics token configured, `/metrics` answers only a scraper that presents it.
+#[tokio::test]
+async fn metrics_can_require_a_bearer_token() {
+    let app = TestApp::new(vocalized_control::db::Dialect::Sqlite)
+        .await
+        .unwrap();
+    let mut config = (*app.state.config).clone();
+    config.metrics_token = Some(vocalized_shared::plan::Secret("scrape-token".into()));
+    let state = vocalized_control::AppState::new(app.state.db.clone(), config);
+    let router = vocalized_control::router(state);
+    let status = |auth: Option<&'static str>| {
+        let router = router.clone();
+        async move {
+            use tower::ServiceExt;
+            let mut req = axum::http::Request::builder().uri("/metrics");
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            let req = req.body(axum::body::Body::empty()).unwrap();
+            router.oneshot(req).await.unwrap().status()
+        }
+    };
+    assert_eq!(status(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(Some("Bearer nope")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(Some("Basic scrape-token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(Some("Bearer scrape-token")).await, StatusCode::OK);
+    assert_eq!(status(Some("bearer scrape-token")).await, StatusCode::OK);
 }

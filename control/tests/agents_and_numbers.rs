@@ -411,7 +411,214 @@ async fn invitations_add_members_with_the_invited_role(app: TestApp) {
     );
 }
 
+/// Sends `n` POSTs of `body(i)` to `path` at once; their statuses, sorted.
+async fn post_in_parallel(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    n: usize,
+    body: impl Fn(usize) -> serde_json::Value,
+) -> Vec<StatusCode> {
+    use tower::ServiceExt;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body(i).to_string()))
+            .unwrap();
+        set.spawn(app.router.clone().oneshot(req));
+    }
+    let mut statuses: Vec<StatusCode> = set
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status())
+        .collect();
+    statuses.sort();
+    statuses
+}
+
+/// The plan's count check and the insert are one step: parallel creates cannot pass a
+/// limit of one together (L12).
+async fn parallel_creates_respect_plan_limits(app: TestApp) {
+    let (token, _, _) = app.signup("racer@shop.example").await;
+    let ws = app.workspace(&token, "Race").await;
+    sqlx::query(
+        "UPDATE subscription_tiers SET max_agents = 1, max_phone_numbers = 1
+         WHERE tier_name = (SELECT subscription_tier FROM workspaces WHERE id = $1)",
+    )
+    .bind(&ws)
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    let mut expected = vec![StatusCode::CREATED];
+    expected.extend([StatusCode::CONFLICT; 9]);
+    let agents = post_in_parallel(
+        &app,
+        &token,
+        &format!("/api/v1/workspaces/{ws}/agents"),
+        10,
+        |i| json!({ "name": format!("Agent {i}") }),
+    )
+    .await;
+    assert_eq!(agents, expected);
+    let numbers = post_in_parallel(
+        &app,
+        &token,
+        &format!("/api/v1/workspaces/{ws}/phone-numbers"),
+        10,
+        |i| json!({ "phone_number": format!("+1415555{:04}", 3000 + i) }),
+    )
+    .await;
+    assert_eq!(numbers, expected);
+    assert_eq!(app.count("SELECT COUNT(*) FROM voice_agents").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM phone_numbers").await, 1);
+}
+
+/// A user owns at most 10 workspaces, so extra workspaces cannot multiply plan limits;
+/// parallel creates do not pass the cap together.
+async fn a_user_owns_at_most_ten_workspaces(app: TestApp) {
+    let (token, _, _) = app.signup("hoarder@shop.example").await;
+    for i in 0..8 {
+        app.workspace(&token, &format!("Shop {i}")).await;
+    }
+    let statuses = post_in_parallel(
+        &app,
+        &token,
+        "/api/v1/workspaces",
+        5,
+        |i| json!({ "name": format!("Extra {i}") }),
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::CONFLICT,
+            StatusCode::CONFLICT,
+            StatusCode::CONFLICT
+        ]
+    );
+    let more = app
+        .post(
+            "/api/v1/workspaces",
+            Some(&token),
+            json!({ "name": "One more" }),
+        )
+        .await;
+    assert_eq!(more.status, StatusCode::CONFLICT);
+    assert_eq!(more.code(), "workspace_limit_reached");
+    // Someone else is not affected.
+    let (other, _, _) = app.signup("modest@shop.example").await;
+    app.workspace(&other, "Mine").await;
+}
+
+/// Invitations carry their sender's authority only while the sender still has it (L3);
+/// and only the owner demotes or removes an admin.
+async fn invitations_die_with_their_senders_authority(app: TestApp) {
+    let (owner, _, _) = app.signup("boss@shop.example").await;
+    let ws = app.workspace(&owner, "Shop").await;
+    let members = format!("/api/v1/workspaces/{ws}/members");
+    let invite = |token: String, email: &'static str, role: &'static str| {
+        let app = &app;
+        let members = members.clone();
+        async move {
+            let r = app
+                .post(
+                    &members,
+                    Some(&token),
+                    json!({ "email": email, "role": role }),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            let (_, body) = app.last_email(email).await;
+            support::token_after(&body, "/api/v1/invitations/")
+                .trim_end_matches("/accept")
+                .to_owned()
+        }
+    };
+    let accept = |token: String, invitation: String| {
+        let app = &app;
+        async move {
+            app.post(
+                &format!("/api/v1/invitations/{invitation}/accept"),
+                Some(&token),
+                json!({}),
+            )
+            .await
+        }
+    };
+    // Two admins.
+    let (a1, _, a1_id) = app.signup("a1@shop.example").await;
+    let (a2, _, a2_id) = app.signup("a2@shop.example").await;
+    for (token, email) in [(&a1, "a1@shop.example"), (&a2, "a2@shop.example")] {
+        let inv = invite(owner.clone(), email, "admin").await;
+        assert_eq!(accept(token.clone(), inv).await.status, StatusCode::OK);
+    }
+    // An admin cannot demote or remove another admin; the owner can.
+    let demote = app
+        .call(
+            "PUT",
+            &format!("{members}/{a2_id}"),
+            Some(&a1),
+            Some(json!({ "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(demote.status, StatusCode::FORBIDDEN, "{}", demote.body);
+    let remove = app
+        .call("DELETE", &format!("{members}/{a2_id}"), Some(&a1), None)
+        .await;
+    assert_eq!(remove.status, StatusCode::FORBIDDEN, "{}", remove.body);
+
+    // a1 invites two alts as admins, then is demoted; a2 invites one, then is removed.
+    let (alt1, _, _) = app.signup("alt1@evil.example").await;
+    let (alt2, _, _) = app.signup("alt2@evil.example").await;
+    let inv1 = invite(a1.clone(), "alt1@evil.example", "admin").await;
+    let inv2 = invite(a2.clone(), "alt2@evil.example", "admin").await;
+    let r = app
+        .call(
+            "PUT",
+            &format!("{members}/{a1_id}"),
+            Some(&owner),
+            Some(json!({ "role": "member" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .call("DELETE", &format!("{members}/{a2_id}"), Some(&owner), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    for (token, inv) in [(alt1, inv1), (alt2, inv2)] {
+        let peek = app
+            .call("GET", &format!("/api/v1/invitations/{inv}"), None, None)
+            .await;
+        assert_eq!(peek.status, StatusCode::NOT_FOUND);
+        assert_eq!(accept(token, inv).await.status, StatusCode::NOT_FOUND);
+    }
+    let listed = app.get(&members, &owner).await;
+    assert_eq!(listed.body["invitations"], json!([]), "{}", listed.body);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM workspace_members").await,
+        2,
+        "the owner and the demoted a1"
+    );
+    // An admin may still leave on their own.
+    let inv = invite(owner.clone(), "a2@shop.example", "admin").await;
+    assert_eq!(accept(a2.clone(), inv).await.status, StatusCode::OK);
+    let left = app
+        .call("DELETE", &format!("{members}/{a2_id}"), Some(&a2), None)
+        .await;
+    assert_eq!(left.status, StatusCode::NO_CONTENT);
+}
+
 on_both_databases!(
+    parallel_creates_respect_plan_limits,
+    a_user_owns_at_most_ten_workspaces,
+    invitations_die_with_their_senders_authority,
     the_readme_walkthrough,
     invalid_call_settings_list_every_field_and_write_nothing,
     numbers_are_e164_unique_and_route_to_one_agent,

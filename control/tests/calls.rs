@@ -25,6 +25,7 @@ async fn live_agent(app: &TestApp) -> (String, String, String) {
         )
         .await;
     let number_id = n.body["phone_number"]["id"].as_str().unwrap().to_owned();
+    app.verify_number(&number_id).await;
     let a = app
         .post(
             &format!("/api/v1/workspaces/{ws}/agents"),
@@ -571,7 +572,408 @@ async fn a_batch_of_events_applies_each_once(app: TestApp) {
     );
 }
 
+/// Places a call on NUMBER through the signed webhook and redeems its stream token; returns
+/// the call id.
+async fn placed_call(app: &TestApp, link: &InProcessLink, call_sid: &'static str) -> String {
+    let (status, twiml) = app
+        .twilio(
+            "/webhooks/calls/inbound",
+            &voice_params(call_sid),
+            Some(TWILIO_AUTH_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{twiml}");
+    let plan = link
+        .plan_twilio_call(&stream_token(&twiml), "MZ")
+        .await
+        .unwrap();
+    plan.call_id.as_str().to_owned()
+}
+
+/// Applies `kinds` to `call` as events 1, 2, ... at the given media-clock times.
+async fn apply_all(app: &TestApp, call: &str, kinds: Vec<(u64, CallEventKind)>) {
+    use vocalized_control::calls::ingest;
+    let events: Vec<CallEvent> = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, (at_ms, kind))| CallEvent {
+            seq: i as u64 + 1,
+            at_ms,
+            kind,
+        })
+        .collect();
+    let batch: Vec<(&str, &CallEvent)> = events.iter().map(|e| (call, e)).collect();
+    ingest::apply_batch(&app.state.db, &batch).await.unwrap();
+    // Replayed (at-least-once delivery): nothing is billed twice.
+    ingest::apply_batch(&app.state.db, &batch).await.unwrap();
+}
+
+async fn cost_of(app: &TestApp, call: &str) -> i64 {
+    let (cost,): (i64,) = sqlx::query_as("SELECT cost_total_micros FROM calls WHERE id = $1")
+        .bind(call)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    cost
+}
+
+/// M1: a model missing from the catalogue is not free. It is priced at the provider's
+/// highest active price for each unit and the rows are flagged for an admin.
+async fn unpriced_models_cost_the_providers_highest_price_and_are_flagged(app: TestApp) {
+    live_agent(&app).await;
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    let call = placed_call(&app, &link, "CAunpriced").await;
+    apply_all(
+        &app,
+        &call,
+        vec![(
+            1_000,
+            CallEventKind::Usage {
+                provider: "openai".into(),
+                model: "gpt-realtime-2025-08-28".into(),
+                usage: Usage {
+                    output_audio_tokens: 1_000_000,
+                    ..Usage::default()
+                },
+            },
+        )],
+    )
+    .await;
+    // OpenAI's highest audio output price is gpt-realtime's $64/M, plus 20 % markup.
+    assert_eq!(cost_of(&app, &call).await, 76_800_000);
+    let (cost, flagged): (i64, i64) = sqlx::query_as(
+        "SELECT total_cost_micros, CAST(price_fallback AS BIGINT) FROM usage_records WHERE call_id = $1",
+    )
+    .bind(&call)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((cost, flagged), (64_000_000, 1));
+
+    // A catalogued model is priced from its own row and not flagged.
+    let call = placed_call(&app, &link, "CApriced").await;
+    apply_all(
+        &app,
+        &call,
+        vec![(
+            1_000,
+            CallEventKind::Usage {
+                provider: "openai".into(),
+                model: "gpt-realtime-mini".into(),
+                usage: Usage {
+                    output_audio_tokens: 1_000_000,
+                    ..Usage::default()
+                },
+            },
+        )],
+    )
+    .await;
+    assert_eq!(cost_of(&app, &call).await, 24_000_000);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM usage_records WHERE price_fallback = 1")
+            .await,
+        1
+    );
+}
+
+/// M1: providers billed per connected minute are charged for the time between their
+/// `provider_connected` and the failover away from them or the call's end, on the media
+/// plane's clock (event `at_ms`), not when the events reached the database.
+async fn per_minute_providers_are_charged_per_connected_minute(app: TestApp) {
+    live_agent(&app).await;
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    let connected = |p: &str| CallEventKind::ProviderConnected { provider: p.into() };
+    let failover = |from: &str, to: &str, reason: &str| CallEventKind::Failover {
+        from: from.into(),
+        to: to.into(),
+        reason: reason.into(),
+    };
+
+    // ElevenLabs for exactly 60 s: one session price ($0.10), plus 20 % markup. Its audio
+    // counts are recorded too, at the catalogue's (zero) audio price.
+    let call = placed_call(&app, &link, "CAeleven").await;
+    apply_all(
+        &app,
+        &call,
+        vec![
+            (0, CallEventKind::Answered),
+            (1_000, connected("elevenlabs")),
+            (
+                30_000,
+                CallEventKind::Usage {
+                    provider: "elevenlabs".into(),
+                    model: "convai".into(),
+                    usage: Usage {
+                        audio_output_ms: 12_000,
+                        ..Usage::default()
+                    },
+                },
+            ),
+            (61_000, CallEventKind::Ended(EndReason::CallerHangup)),
+        ],
+    )
+    .await;
+    assert_eq!(cost_of(&app, &call).await, 120_000);
+    let (quantity, unit, model, cost): (i64, String, String, i64) = sqlx::query_as(
+        "SELECT quantity, unit, model_id, total_cost_micros FROM usage_records
+         WHERE call_id = $1 AND resource_type = 'session_time'",
+    )
+    .bind(&call)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (quantity, unit.as_str(), model.as_str(), cost),
+        (60_000, "ms", "convai", 100_000)
+    );
+
+    // Deepgram ($0.075/min) for 30 s, then a failover to OpenAI (priced by tokens, no
+    // session charge); then a rollover of OpenAI changes nothing either.
+    let call = placed_call(&app, &link, "CAdeepgram").await;
+    apply_all(
+        &app,
+        &call,
+        vec![
+            (0, CallEventKind::Answered),
+            (200, connected("deepgram")),
+            (30_200, failover("deepgram", "openai", "provider_closed")),
+            (30_500, connected("openai")),
+            (60_000, failover("openai", "openai", "session_rollover")),
+            (60_300, connected("openai")),
+            (90_000, CallEventKind::Ended(EndReason::CallerHangup)),
+        ],
+    )
+    .await;
+    // 37 500 + 20 % = 45 000.
+    assert_eq!(cost_of(&app, &call).await, 45_000);
+
+    // A rollover of ElevenLabs (a new session of the same provider) ends one session and
+    // starts the next: 30 s + 30 s; a provider that failed before connecting costs nothing.
+    let call = placed_call(&app, &link, "CAroll").await;
+    apply_all(
+        &app,
+        &call,
+        vec![
+            (
+                0,
+                failover("deepgram", "elevenlabs", "provider_connect_failed"),
+            ),
+            (1_000, connected("elevenlabs")),
+            (
+                31_000,
+                failover("elevenlabs", "elevenlabs", "session_rollover"),
+            ),
+            (31_200, connected("elevenlabs")),
+            (61_200, CallEventKind::Ended(EndReason::CallerHangup)),
+        ],
+    )
+    .await;
+    assert_eq!(cost_of(&app, &call).await, 120_000);
+}
+
+/// L13: a prepaid workspace's balance pays for its calls, in the same transaction as the
+/// usage rows, with one ledger row per priced report; a replay debits nothing more.
+async fn a_prepaid_balance_is_debited_by_exactly_the_calls_cost(app: TestApp) {
+    let (_, ws, _) = live_agent(&app).await;
+    sqlx::query(
+        "INSERT INTO workspace_balances (workspace_id, balance_micros, updated_at) VALUES ($1, $2, $3)",
+    )
+    .bind(&ws)
+    .bind(10_000_000i64)
+    .bind(1i64)
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    let call = placed_call(&app, &link, "CAprepaid").await;
+    let usage = |tokens| CallEventKind::Usage {
+        provider: "openai".into(),
+        model: "gpt-realtime".into(),
+        usage: Usage {
+            output_audio_tokens: tokens,
+            ..Usage::default()
+        },
+    };
+    apply_all(
+        &app,
+        &call,
+        vec![
+            (0, CallEventKind::Answered),
+            (5_000, usage(10_000)),
+            (9_000, usage(5_000)),
+            (10_000, CallEventKind::Ended(EndReason::CallerHangup)),
+        ],
+    )
+    .await;
+    let cost = cost_of(&app, &call).await;
+    // 15 000 audio tokens at $64/M = 960 000, plus 20 % = 1 152 000.
+    assert_eq!(cost, 1_152_000);
+    let (balance,): (i64,) =
+        sqlx::query_as("SELECT balance_micros FROM workspace_balances WHERE workspace_id = $1")
+            .bind(&ws)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(balance, 10_000_000 - cost);
+    let ledger: Vec<(String, String, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT type, category, amount_micros, balance_after_micros, reference_id
+         FROM balance_transactions WHERE workspace_id = $1 ORDER BY balance_after_micros DESC",
+    )
+    .bind(&ws)
+    .fetch_all(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        ledger,
+        [
+            (
+                "debit".into(),
+                "call".into(),
+                -768_000,
+                9_232_000,
+                Some(call.clone())
+            ),
+            (
+                "debit".into(),
+                "call".into(),
+                -384_000,
+                8_848_000,
+                Some(call.clone())
+            ),
+        ]
+    );
+}
+
+/// L13: provider-reported counts are u64; a hostile or broken report saturates and never
+/// wraps into a negative cost (a credit).
+async fn absurd_usage_saturates_and_never_credits(app: TestApp) {
+    let (_, ws, _) = live_agent(&app).await;
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    let call = placed_call(&app, &link, "CAhuge").await;
+    let huge = Usage {
+        input_text_tokens: u64::MAX,
+        input_audio_tokens: u64::MAX,
+        cached_input_tokens: u64::MAX,
+        output_text_tokens: u64::MAX,
+        output_audio_tokens: u64::MAX,
+        audio_input_ms: u64::MAX,
+        audio_output_ms: u64::MAX,
+    };
+    let usage = |model: &str| CallEventKind::Usage {
+        provider: "openai".into(),
+        model: model.into(),
+        usage: huge.clone(),
+    };
+    apply_all(
+        &app,
+        &call,
+        vec![
+            (1, usage("gpt-realtime")),
+            (2, usage("gpt-realtime")),
+            (3, usage("nope")),
+        ],
+    )
+    .await;
+    assert!(cost_of(&app, &call).await > 0);
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM usage_records WHERE final_cost_micros < 0 OR quantity <= 0"
+        )
+        .await,
+        0
+    );
+    // The monthly spend still sums.
+    let (spent,): (i64,) = sqlx::query_as(
+        "SELECT CAST(SUM(final_cost_micros) AS BIGINT) FROM usage_records WHERE workspace_id = $1",
+    )
+    .bind(&ws)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert!(spent > 0);
+fn connects(twiml: &str) -> bool {
+    twiml.contains("<Connect><Stream")
+}
+
+async fn a_workspace_at_its_plans_cap_turns_callers_away_politely(app: TestApp) {
+    let (_, ws, agent) = live_agent(&app).await;
+    sqlx::query(
+        "UPDATE subscription_tiers SET max_concurrent_calls = 2
+         WHERE tier_name = (SELECT subscription_tier FROM workspaces WHERE id = $1)",
+    )
+    .bind(&ws)
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    let inbound = |sid: &'static str| {
+        let app = &app;
+        async move {
+            app.twilio(
+                "/webhooks/calls/inbound",
+                &voice_params(sid),
+                Some(TWILIO_AUTH_TOKEN),
+            )
+            .await
+            .1
+        }
+    };
+    let first = inbound("CAcap1").await;
+    assert!(connects(&first), "{first}");
+    assert!(connects(&inbound("CAcap2").await));
+    // Two calls wait for their streams: the third caller hears the lines are busy.
+    let third = inbound("CAcap3").await;
+    assert!(twiml_says_busy(&third) && !connects(&third), "{third}");
+    let (status, code): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error_code FROM calls WHERE provider_call_sid = 'CAcap3'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), code.as_deref()),
+        ("failed", Some("concurrency_limit"))
+    );
+    // Twilio retrying an admitted call's webhook keeps its place rather than taking one.
+    let retried = inbound("CAcap1").await;
+    assert!(connects(&retried), "{retried}");
+    // A browser call to the same workspace counts against the same cap.
+    let (key,): (String,) =
+        sqlx::query_as("SELECT widget_public_key FROM voice_agents WHERE id = $1")
+            .bind(&agent)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    let (link, _writer) = InProcessLink::start(app.state.clone());
+    assert_eq!(
+        link.plan_web_call(&key, "10.6.0.1").await,
+        Err(PlanError::Refused {
+            code: "concurrency_limit".into()
+        })
+    );
+    // The first call streams, then ends: its place is free for the next caller.
+    let plan = link
+        .plan_twilio_call(&stream_token(&retried), "MZcap1")
+        .await
+        .expect("plan");
+    assert!(!connects(&inbound("CAcap4").await), "still two calls");
+    link.emit(
+        &plan.call_id,
+        CallEvent {
+            seq: 1,
+            at_ms: 0,
+            kind: CallEventKind::Ended(EndReason::CallerHangup),
+        },
+    );
+    let fifth = inbound("CAcap5").await;
+    assert!(connects(&fifth), "{fifth}");
+}
+
+fn twiml_says_busy(twiml: &str) -> bool {
+    twiml.contains("<Say>Sorry, all our lines are busy right now.")
+        && twiml.ends_with("<Hangup/></Response>")
+}
+
 on_both_databases!(
+    a_workspace_at_its_plans_cap_turns_callers_away_politely,
     bad_or_missing_signatures_are_refused_and_write_nothing,
     unknown_numbers_hear_not_in_service,
     refusals_hang_up_politely_and_record_why,
@@ -579,6 +981,10 @@ on_both_databases!(
     expired_tokens_fail_the_call_and_retried_webhooks_reuse_it,
     a_workspaces_own_twilio_account_signs_its_numbers,
     a_batch_of_events_applies_each_once,
+    unpriced_models_cost_the_providers_highest_price_and_are_flagged,
+    per_minute_providers_are_charged_per_connected_minute,
+    a_prepaid_balance_is_debited_by_exactly_the_calls_cost,
+    absurd_usage_saturates_and_never_credits,
 );
 
 /// Caller transcription usage (billed by OpenAI apart from responses) is priced too.

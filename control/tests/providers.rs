@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use support::{Reply, TestApp};
 use vocalized_control::MasterKey;
+use vocalized_control::crypto::{SealError, SealedAt};
 use vocalized_control::db::rotate::{RotateError, SEALED_COLUMNS, rotate_master_key};
 use vocalized_control::routing::Strategy;
 use vocalized_control::util::{new_id, now_ms};
@@ -70,11 +71,15 @@ async fn workspace_sealed(app: &TestApp, ws: &str, provider: &str) -> Option<Str
     sealed
 }
 
-/// The stored value is sealed under the app's master key and opens to `plain`.
-fn assert_sealed(app: &TestApp, sealed: &str, plain: &str) {
-    assert!(sealed.starts_with("v1:"), "{sealed}");
+/// The stored value is sealed under the app's master key, bound to its row, and opens
+/// there to `plain`.
+fn assert_sealed(app: &TestApp, sealed: &str, at: &SealedAt, plain: &str) {
+    assert!(sealed.starts_with("v2:"), "{sealed}");
     assert!(!sealed.contains(plain));
-    assert_eq!(app.state.config.master_key.open(sealed).unwrap(), plain);
+    assert_eq!(
+        app.state.config.master_key.open_at(sealed, at).unwrap(),
+        plain
+    );
 }
 
 async fn audit_actions(app: &TestApp) -> Vec<(String, Option<String>, Option<String>)> {
@@ -88,7 +93,9 @@ async fn audit_actions(app: &TestApp) -> Vec<(String, Option<String>, Option<Str
 
 async fn admin_provider_crud_and_validation(app: TestApp) {
     let mut seen = Seen::default();
-    let admin = app.admin("ops@vocalized.test", "admin").await;
+    // super_admin: this walk sets base_url, which is super_admin's alone
+    // (provider_base_url.rs covers the admin role).
+    let admin = app.admin("ops@vocalized.test", "super_admin").await;
     let support = app.admin("help@vocalized.test", "support").await;
     let base = "/api/v1/admin/providers";
 
@@ -132,7 +139,12 @@ async fn admin_provider_crud_and_validation(app: TestApp) {
     assert_eq!(p["config"]["model"], "gpt-realtime");
     assert!(p.get("api_key").is_none() && p.get("api_key_encrypted").is_none());
     let first = platform_sealed(&app, "openai").await.unwrap();
-    assert_sealed(&app, &first, PLATFORM_KEY);
+    assert_sealed(
+        &app,
+        &first,
+        &SealedAt::platform_provider_key("openai"),
+        PLATFORM_KEY,
+    );
 
     // A second config of the same provider is a conflict; echo needs no key.
     let r = seen
@@ -268,7 +280,12 @@ async fn admin_provider_crud_and_validation(app: TestApp) {
     assert_eq!(r.body["provider"]["base_url"], Value::Null);
     let second = platform_sealed(&app, "openai").await.unwrap();
     assert_ne!(second, first);
-    assert_sealed(&app, &second, PLATFORM_KEY_2);
+    assert_sealed(
+        &app,
+        &second,
+        &SealedAt::platform_provider_key("openai"),
+        PLATFORM_KEY_2,
+    );
     let r = seen
         .call(
             &app,
@@ -649,7 +666,12 @@ async fn workspace_keys_byo_and_platform(app: TestApp) {
         (json!(false), json!(true))
     );
     let sealed = workspace_sealed(&app, &ws, "openai").await.unwrap();
-    assert_sealed(&app, &sealed, BYO_KEY);
+    assert_sealed(
+        &app,
+        &sealed,
+        &SealedAt::workspace_provider_key(&ws, "openai"),
+        BYO_KEY,
+    );
 
     // No key: the platform's.
     let r = seen
@@ -1026,6 +1048,27 @@ async fn workspace_strategy(app: TestApp) {
 }
 
 /// Every sealed value in the database, in a fixed order.
+/// Every sealed value opened with `key` where it is stored, in `sealed_values` order.
+async fn open_all(app: &TestApp, key: &MasterKey) -> Vec<Result<String, SealError>> {
+    let mut out = Vec::new();
+    for col in SEALED_COLUMNS {
+        let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {b}, {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {id}",
+            b = col.binding,
+            c = col.column,
+            t = col.table,
+            id = col.id
+        )))
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+        out.extend(rows.into_iter().map(|(bound_to, value)| {
+            key.open_at(&value, &SealedAt::new(col.table, col.column, bound_to))
+        }));
+    }
+    out
+}
+
 async fn sealed_values(app: &TestApp) -> Vec<String> {
     let mut out = Vec::new();
     for col in SEALED_COLUMNS {
@@ -1129,16 +1172,20 @@ async fn rotation_re_encrypts_every_secret(app: TestApp) {
         ]
     );
     let after = sealed_values(&app).await;
-    let mut opened = Vec::new();
     for (b, a) in before.iter().zip(&after) {
         assert_ne!(a, b);
-        assert!(a.starts_with("v1:"));
-        assert!(
-            old.open(a).is_err(),
-            "the old key still opens a rotated secret"
-        );
-        opened.push(new.open(a).unwrap());
+        // Every secret is bound to its row afterwards, the unbound v1 ones included.
+        assert!(a.starts_with("v2:"), "{a}");
     }
+    assert!(
+        open_all(&app, &old).await.iter().all(Result::is_err),
+        "the old key still opens a rotated secret"
+    );
+    let mut opened: Vec<String> = open_all(&app, &new)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     opened.sort();
     let mut plains: Vec<String> = plains.iter().map(|p| p.to_string()).collect();
     plains.sort();
@@ -1200,11 +1247,168 @@ async fn rotation_with_a_wrong_or_partial_key_changes_nothing(app: TestApp) {
         other => panic!("{other}"),
     }
     assert_eq!(sealed_values(&app).await, before);
-    for value in &before {
+    let opened = open_all(&app, &old).await;
+    for (value, opened) in before.iter().zip(&opened) {
         if value != &stray {
-            assert!(old.open(value).is_ok());
+            assert!(opened.is_ok());
         }
     }
+}
+
+/// M1c and L2: a tenant names only an active catalogue model of its provider, in plain
+/// characters, for an agent (`voice_config.model`) or a provider config (`config.model`);
+/// anything else is a 422 naming the field, and nothing is stored.
+async fn tenant_models_must_be_active_catalogue_models(app: TestApp) {
+    let (owner, _, _) = app.signup("models@example.com").await;
+    let ws = app.workspace(&owner, "Models Co").await;
+    // Room for several agents.
+    sqlx::query("UPDATE workspaces SET subscription_tier = 'enterprise' WHERE id = $1")
+        .bind(&ws)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let agents = format!("/api/v1/workspaces/{ws}/agents");
+    let agent = |provider: &str, model: Value| json!({"name": "Desk", "voice_provider": provider, "voice_config": {"model": model}});
+
+    for (provider, model) in [
+        ("openai", json!("gpt-realtime-2025-08-28")), // a snapshot the catalogue lacks
+        ("openai", json!("gemini-live-2.5-flash-preview")), // another provider's model
+        ("openai", json!("gpt-realtime&foo=bar")),
+        ("openai", json!("x".repeat(101))),
+        ("openai", json!(42)),
+        ("google", json!("gpt-realtime")),
+        ("elevenlabs", json!("agent_someone_elses")), // an agent id on the platform's account
+    ] {
+        let r = app
+            .post(&agents, Some(&owner), agent(provider, model.clone()))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{provider} {model}: {}",
+            r.body
+        );
+        assert_eq!(r.bad_fields(), ["voice_config.model"], "{}", r.body);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM voice_agents").await, 0);
+
+    // Catalogued models (Google agents use the catalogue's gemini rows), and no model.
+    for (provider, model) in [
+        ("openai", json!("gpt-realtime-mini")),
+        ("google", json!("gemini-live-2.5-flash-preview")),
+        ("deepgram", json!("voice-agent")),
+        ("openai", Value::Null),
+    ] {
+        let r = app
+            .post(&agents, Some(&owner), agent(provider, model.clone()))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{provider} {model}: {}",
+            r.body
+        );
+    }
+    let r = app
+        .post(&agents, Some(&owner), json!({"name": "Plain"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["agent"]["id"].as_str().unwrap().to_owned();
+
+    // Update: a bad model, or a provider its stored model does not belong to.
+    let path = format!("{agents}/{id}");
+    let r = app
+        .call(
+            "PUT",
+            &path,
+            Some(&owner),
+            Some(json!({"voice_config": {"model": "nope"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.bad_fields(), ["voice_config.model"]);
+    let r = app
+        .call(
+            "PUT",
+            &path,
+            Some(&owner),
+            Some(json!({"voice_config": {"model": "gpt-realtime"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .call(
+            "PUT",
+            &path,
+            Some(&owner),
+            Some(json!({"voice_provider": "google"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.bad_fields(), ["voice_config.model"]);
+    let r = app
+        .call("PUT", &path, Some(&owner), Some(json!({"name": "Renamed"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["agent"]["voice_config"]["model"], "gpt-realtime");
+
+    // A deactivated catalogue model is refused too.
+    sqlx::query("UPDATE realtime_models SET is_active = 0 WHERE model_name = 'gpt-realtime-mini'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let r = app
+        .post(
+            &agents,
+            Some(&owner),
+            agent("openai", json!("gpt-realtime-mini")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+
+    // Workspace provider configs: the same rule for `model`, on create, PUT and PATCH.
+    let providers = format!("/api/v1/workspaces/{ws}/voice/providers");
+    let r = app
+        .post(
+            &providers,
+            Some(&owner),
+            json!({"provider": "openai", "config": {"model": "gpt-realtime#x"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.bad_fields(), ["config.model"]);
+    let r = app
+        .call(
+            "PUT",
+            &format!("{providers}/gemini"),
+            Some(&owner),
+            Some(json!({"config": {"model": "gpt-realtime"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.bad_fields(), ["config.model"]);
+    let r = app
+        .post(
+            &providers,
+            Some(&owner),
+            json!({"provider": "openai", "config": {"model": "gpt-realtime"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .call(
+            "PATCH",
+            &format!("{providers}/openai"),
+            Some(&owner),
+            Some(json!({"config": {"model": "made-up-model"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM workspace_provider_configs WHERE config LIKE '%made-up%'")
+            .await,
+        0
+    );
 }
 
 on_both_databases!(
@@ -1214,4 +1418,5 @@ on_both_databases!(
     workspace_strategy,
     rotation_re_encrypts_every_secret,
     rotation_with_a_wrong_or_partial_key_changes_nothing,
+    tenant_models_must_be_active_catalogue_models,
 );

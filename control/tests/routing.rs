@@ -32,8 +32,14 @@ async fn workspace_with_agent(
 ) -> Workspace {
     let (token, _, _) = app.signup(owner).await;
     let ws = app.workspace(&token, owner).await;
+    // A catalogued model of the agent's provider (the API refuses any other).
+    let model = match voice_provider {
+        "openai" => "gpt-realtime-mini",
+        "google" => "gemini-live-2.5-flash-preview",
+        other => panic!("no test model for {other}"),
+    };
     let mut agent = json!({ "name": "Desk", "voice_provider": voice_provider,
-                            "voice_config": { "model": "gpt-realtime-mini" },
+                            "voice_config": { "model": model },
                             "config": { "instructions": "Be brief." } });
     if let Some(number) = number {
         let n = app
@@ -45,6 +51,8 @@ async fn workspace_with_agent(
             .await;
         assert_eq!(n.status, StatusCode::CREATED, "{}", n.body);
         agent["phone_number_id"] = n.body["phone_number"]["id"].clone();
+        app.verify_number(n.body["phone_number"]["id"].as_str().unwrap())
+            .await;
     }
     let a = app
         .post(
@@ -63,6 +71,12 @@ async fn workspace_with_agent(
         )
         .await;
     assert_eq!(live.status, StatusCode::OK, "{}", live.body);
+    // These tests plan many calls and never end them: lift the plan's cap on calls at
+    // once (tested in web_calls.rs and calls.rs) so only routing decides.
+    sqlx::query("UPDATE subscription_tiers SET max_concurrent_calls = NULL")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
     Workspace {
         id: ws,
         widget_key: a.body["agent"]["widget_public_key"]
@@ -72,7 +86,8 @@ async fn workspace_with_agent(
     }
 }
 
-/// Configures a platform provider (key sealed as the admin API stores it).
+/// Configures a platform provider (key sealed as the admin API stores it), its URL set
+/// by a super_admin (trusted with workspaces' own keys).
 async fn platform_provider(
     app: &TestApp,
     provider: &str,
@@ -84,8 +99,8 @@ async fn platform_provider(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO platform_provider_configs (provider, api_key_encrypted, config, priority, is_enabled,
-                cost_per_minute_micros, region, base_url, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 1, $5, 'global', $6, $7, $7)",
+                cost_per_minute_micros, region, base_url, base_url_trusted, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 1, $5, 'global', $6, 1, $7, $7)",
     )
     .bind(provider)
     .bind(key.map(|k| app.state.config.master_key.seal(k)))

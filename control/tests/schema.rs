@@ -586,6 +586,13 @@ async fn check_constraints_reject_values_outside_closed_sets() {
         assert_violation(dialect, r, CHECK, &["usage_records_unit_check"]);
         let r = exec(
             db,
+            "UPDATE usage_records SET price_fallback = 2 WHERE workspace_id = $1",
+            &[T(&a.ws)],
+        )
+        .await;
+        assert_violation(dialect, r, CHECK, &["usage_records_price_fallback_check"]);
+        let r = exec(
+            db,
             "UPDATE billing_periods SET status = 'open' WHERE workspace_id = $1",
             &[T(&a.ws)],
         )

@@ -35,10 +35,23 @@ use webrtc::peer_connection::{
 };
 
 /// The control plane, reduced to what the media plane asks of it.
-#[derive(Default)]
 struct FakeLink {
     plans: Mutex<Vec<(String, String)>>,
     events: Mutex<Vec<(CallId, CallEvent)>>,
+    /// `pk_slow` plans wait here: told when planning starts, then for a permit.
+    slow_entered: tokio::sync::Notify,
+    slow_gate: tokio::sync::Semaphore,
+}
+
+impl Default for FakeLink {
+    fn default() -> Self {
+        Self {
+            plans: Mutex::default(),
+            events: Mutex::default(),
+            slow_entered: tokio::sync::Notify::new(),
+            slow_gate: tokio::sync::Semaphore::new(0),
+        }
+    }
 }
 
 impl FakeLink {
@@ -69,6 +82,10 @@ impl ControlLink for FakeLink {
         };
         match key {
             "pk_echo" => {}
+            "pk_slow" => {
+                self.slow_entered.notify_one();
+                self.slow_gate.acquire().await.unwrap().forget();
+            }
             "pk_off" => return refused("calling_disabled"),
             "pk_busy" => return refused("too_many_calls"),
             _ => return Err(PlanError::InvalidToken),
@@ -535,5 +552,123 @@ async fn every_refusal_is_a_clear_4xx_and_leaves_nothing_behind() {
         .unwrap();
     assert!(preflight.status().is_success());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    let _ = browser.pc.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_for_an_unknown_key_never_build_a_peer() {
+    let link = Arc::new(FakeLink::default());
+    let (base, node) = serve(Arc::clone(&link), loopback()).await;
+    let (browser, offer) = Browser::offer().await;
+    let client = reqwest::Client::new();
+    let mut offers = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (client, base, offer) = (client.clone(), base.clone(), offer.clone());
+        offers.spawn(async move {
+            let resp = client
+                .post(format!("{base}/media/webrtc/pk_unknown"))
+                .header("content-type", "application/sdp")
+                .body(offer)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let error: serde_json::Value = resp.json().await.unwrap();
+            (
+                status,
+                error["error"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        });
+    }
+    while let Some(answer) = offers.join_next().await {
+        assert_eq!(
+            answer.unwrap(),
+            (StatusCode::NOT_FOUND, "not_found".to_owned())
+        );
+    }
+    assert_eq!(
+        node.webrtc_peers_built(),
+        0,
+        "a peer was built for an unknown key"
+    );
+    assert_eq!(node.webrtc_peers_open(), 0);
+    let _ = browser.pc.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_setting_up_its_most_peers_turns_offers_away_with_retry_after() {
+    let link = Arc::new(FakeLink::default());
+    let config = WebRtcConfig {
+        max_peer_setups: 1,
+        ..loopback()
+    };
+    let (base, node) = serve(Arc::clone(&link), config).await;
+    let (mut first, first_offer) = Browser::offer().await;
+    let (second, second_offer) = Browser::offer().await;
+
+    // The first offer holds the node's only setup place while its plan is slow.
+    let pending = tokio::spawn({
+        let base = base.clone();
+        async move { post_offer(&base, "pk_slow", "application/sdp", first_offer).await }
+    });
+    link.slow_entered.notified().await;
+    let busy = post_offer(&base, "pk_echo", "application/sdp", second_offer.clone()).await;
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        busy.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u32>()
+            .is_ok_and(|s| s >= 1),
+        "Retry-After in seconds"
+    );
+    let error: serde_json::Value = busy.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "busy");
+    assert_eq!(link.plans(), 0, "the refused offer started no call");
+    assert_eq!(node.webrtc_peers_built(), 0, "nor built a peer");
+
+    link.slow_gate.add_permits(1);
+    let resp = pending.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    first.accept(resp.text().await.unwrap()).await;
+    // Once the first peer has answered, its place is free again.
+    let again = post_offer(&base, "pk_echo", "application/sdp", second_offer).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(node.webrtc_peers_built(), 2);
+    let _ = first.pc.close().await;
+    let _ = second.pc.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_leaves_mid_answer_leaves_no_peer_or_call_behind() {
+    let link = Arc::new(FakeLink::default());
+    let config = WebRtcConfig {
+        // Far longer than the test: only the setup noticing the caller left ends the call.
+        connect_timeout: Duration::from_secs(60),
+        ..loopback()
+    };
+    let (base, node) = serve(Arc::clone(&link), config).await;
+    let (browser, offer) = Browser::offer().await;
+    let request = tokio::spawn({
+        let base = base.clone();
+        async move { post_offer(&base, "pk_slow", "application/sdp", offer).await }
+    });
+    link.slow_entered.notified().await;
+    request.abort();
+    let _ = request.await;
+    link.slow_gate.add_permits(1);
+    wait_for("the abandoned call to end", Duration::from_secs(10), || {
+        link.events()
+            .contains(&CallEventKind::Ended(EndReason::NotConnected))
+    })
+    .await;
+    wait_for("the peer to go", Duration::from_secs(5), || {
+        node.webrtc_peers_open() == 0 && node.active_calls() == 0
+    })
+    .await;
+    assert_eq!(link.plans(), 1);
     let _ = browser.pc.close().await;
 }

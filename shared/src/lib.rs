@@ -11,9 +11,11 @@
 //! - [`events`]: the `CallEvent`s the media plane emits for the control plane.
 //! - [`ice`]: STUN/TURN servers for browser calls.
 //! - [`link`]: the `ControlLink` trait, the one door between the planes.
+//! - [`client_ip`]: the client's address behind a reverse proxy (`X-Forwarded-For`).
 
 pub mod audio;
 pub mod call_settings;
+pub mod client_ip;
 pub mod events;
 pub mod ice;
 pub mod ids;

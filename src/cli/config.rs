@@ -5,6 +5,7 @@
 //! node. Messages never echo a secret: database URLs are redacted and master keys are
 //! only ever described, not printed.
 
+use super::http_server::ServerLimits;
 use super::{DatabaseArgs, PlatformAccountArgs, ServeArgs};
 use std::fmt;
 use std::io::Write as _;
@@ -66,12 +67,29 @@ pub struct ServeConfig {
     pub webrtc_bind_ip: IpAddr,
     pub public_ip: Option<IpAddr>,
     pub ice_servers: Vec<IceServer>,
+    turn_shared_secret: Option<Secret>,
+    /// Header-read timeout and connection cap of the HTTP server.
+    pub server_limits: ServerLimits,
+    metrics_token: Option<Secret>,
 }
 
 impl ServeConfig {
     pub fn from_args(args: &ServeArgs, mode: Mode) -> Result<Self, ConfigError> {
         // Pure checks first, so a typo never leaves a data directory behind.
         let listen = listen_addr(&args.listen)?;
+        if args.demo && mode == Mode::All && !listen.ip().is_loopback() {
+            // The demo prints a working owner login on every start: fine on this machine,
+            // a known password on anything reachable from elsewhere.
+            return Err(invalid(format!(
+                "--demo needs a loopback --listen address such as 127.0.0.1:8080 (got {}): \
+                 it prints the demo owner's password",
+                args.listen.trim()
+            )));
+        }
+        if args.max_connections == 0 {
+            return Err(invalid("VOCALIZED_MAX_CONNECTIONS must be at least 1"));
+        }
+        let metrics_token = non_empty(args.metrics_token.as_deref()).map(|t| Secret(t.to_owned()));
         let public_url = non_empty(args.public_url.as_deref())
             .map(public_url)
             .transpose()?;
@@ -121,7 +139,19 @@ impl ServeConfig {
             webrtc_bind_ip,
             public_ip,
             ice_servers,
+            turn_shared_secret: non_empty(args.turn_shared_secret.as_deref())
+                .map(|secret| Secret(secret.to_owned())),
+            server_limits: ServerLimits {
+                max_connections: args.max_connections,
+                ..ServerLimits::default()
+            },
+            metrics_token,
         })
+    }
+
+    /// Whether `/metrics` asks for `VOCALIZED_METRICS_TOKEN`.
+    pub fn metrics_protected(&self) -> bool {
+        self.metrics_token.is_some()
     }
 
     /// How browser calls connect.
@@ -149,6 +179,8 @@ impl ServeConfig {
         config.elevenlabs = self.elevenlabs.clone();
         config.deepgram = self.deepgram.clone();
         config.ice_servers = self.ice_servers.clone();
+        config.turn_shared_secret = self.turn_shared_secret.clone();
+        config.metrics_token = self.metrics_token.clone();
         config
     }
 
@@ -593,6 +625,8 @@ mod tests {
             webrtc_bind_ip: [0, 0, 0, 0].into(),
             public_ip: None,
             ice_servers: Vec::new(),
+            server_limits: ServerLimits::default(),
+            metrics_token: None,
         };
         let bound: SocketAddr = "127.0.0.1:40123".parse().unwrap();
         assert_eq!(

@@ -3,8 +3,10 @@
 //! - [`config`]: turns raw flags and `VOCALIZED_*` variables into validated settings, so
 //!   bad configuration fails before anything is bound or opened.
 //! - [`run`]: what each subcommand does with them.
+//! - [`http_server`]: the HTTP server under both planes (timeouts, connection cap).
 
 pub mod config;
+pub mod http_server;
 pub mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -74,12 +76,33 @@ pub struct ServeArgs {
         value_name = "KEY"
     )]
     pub master_key: Option<String>,
-    /// Take the client address from the first `X-Forwarded-For` entry (rate limits, audit
-    /// log). Only behind a reverse proxy you run: anyone can send that header.
+    /// Take the client address from the right-most `X-Forwarded-For` entry, the one the
+    /// proxy in front appended (rate limits, audit log). Only behind a reverse proxy you
+    /// run that appends the address it saw (nginx `$proxy_add_x_forwarded_for`).
     #[arg(long, env = "VOCALIZED_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// Require `Authorization: Bearer TOKEN` on /metrics (give your Prometheus the token).
+    /// Unset, /metrics is open to whoever reaches the listener: fine on loopback or a
+    /// private network, not on a public address.
+    #[arg(
+        long,
+        env = "VOCALIZED_METRICS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub metrics_token: Option<String>,
+    /// Open connections (WebSockets included) served at once; more wait in the kernel's
+    /// accept queue. Each request head must arrive within 10 s (slow clients are cut off).
+    #[arg(
+        long,
+        env = "VOCALIZED_MAX_CONNECTIONS",
+        default_value_t = http_server::DEFAULT_MAX_CONNECTIONS,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
     /// Create (once) a demo workspace with a live echo agent (a test provider that needs
-    /// no keys) and print its widget key and owner login (`serve` only).
+    /// no keys) and print its widget key and owner login (`serve` only, and only on a
+    /// loopback --listen address: it prints the owner's password).
     #[arg(long, env = "VOCALIZED_DEMO")]
     pub demo: bool,
     /// Address browser-call media binds to: `0.0.0.0` (every interface but loopback) or
@@ -91,9 +114,15 @@ pub struct ServeArgs {
     #[arg(long, env = "VOCALIZED_PUBLIC_IP")]
     pub public_ip: Option<String>,
     /// STUN/TURN servers for browser calls, as a JSON array of RTCIceServer objects, e.g.
-    /// `[{"urls":"stun:stun.example.com:3478"}]`. Given to the widget and used by the server.
-    #[arg(long, env = "VOCALIZED_ICE_SERVERS")]
+    /// `[{"urls":"stun:stun.example.com:3478"}]`. Used by the server; browsers get the STUN
+    /// servers, and the TURN ones only with VOCALIZED_TURN_SHARED_SECRET (never a
+    /// configured credential).
+    #[arg(long, env = "VOCALIZED_ICE_SERVERS", hide_env_values = true)]
     pub ice_servers: Option<String>,
+    /// The TURN server's REST API secret (coturn `use-auth-secret` with
+    /// `static-auth-secret`): browsers then get short-lived TURN credentials, one hour each.
+    #[arg(long, env = "VOCALIZED_TURN_SHARED_SECRET", hide_env_values = true)]
+    pub turn_shared_secret: Option<String>,
     #[command(flatten)]
     pub platform: PlatformAccountArgs,
 }

@@ -2,13 +2,14 @@
 //! SIGINT/SIGTERM.
 
 use super::config::{self, ConfigError, KeySource, Mode, ServeConfig};
+use super::http_server::{self, ServerLimits};
 use super::{
     AdminCommand, AdminCreateArgs, Cli, Command, DatabaseArgs, KeysCommand, KeysRotateArgs,
     MediaArgs, ServeArgs,
 };
 use anyhow::Context as _;
 use std::fmt;
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,9 +95,21 @@ async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
     let listener = bind(config.listen).await?;
     let bound = listener.local_addr().context("reading the bound address")?;
     let public_url = config.public_url(bound);
+    if !config.metrics_protected() && !bound.ip().is_loopback() {
+        tracing::warn!(
+            "/metrics is open to anyone who can reach {bound}; set VOCALIZED_METRICS_TOKEN to require a bearer token"
+        );
+    }
     let database = config::redact_database_url(&config.database_url);
     tracing::info!(%database, "opening the database and applying migrations");
-    let state = vocalized_control::open(config.control_config(bound))
+    let control_config = config.control_config(bound);
+    if vocalized_control::http::widget::turn_is_server_side_only(&control_config) {
+        tracing::info!(
+            "TURN with static credentials is used server-side only; set \
+             VOCALIZED_TURN_SHARED_SECRET to give browsers short-lived TURN credentials"
+        );
+    }
+    let state = vocalized_control::open(control_config)
         .await
         .with_context(|| format!("cannot open the database {database}"))?;
     let db = state.db.clone();
@@ -126,7 +139,10 @@ async fn serve(args: ServeArgs, mode: Mode) -> Result<(), Failure> {
     if args.demo && mode == Mode::All {
         print_demo(&db, &args.database.data_dir, &public_url).await?;
     }
-    let served = serve_until_shutdown(listener, app, signals, || drain_calls(node)).await;
+    let served = serve_until_shutdown(listener, app, config.server_limits, signals, || {
+        drain_calls(node)
+    })
+    .await;
     if let Some(writer) = event_writer {
         // The writer ends once the last call task has dropped its link; waiting for it
         // means every usage and ended event is in the database before the pool closes.
@@ -210,9 +226,11 @@ async fn media(args: MediaArgs) -> Result<(), Failure> {
     let state = NodeState::new();
     let app = vocalized_media::io::node::router(state.clone());
     println!("vocalized media listening on http://{bound}");
-    serve_until_shutdown(listener, app, signals, move || drain_calls(state))
-        .await
-        .map_err(Failure::Runtime)
+    serve_until_shutdown(listener, app, ServerLimits::default(), signals, move || {
+        drain_calls(state)
+    })
+    .await
+    .map_err(Failure::Runtime)
 }
 
 /// Keeps the node up, answering `/readyz` with 503, until its calls have ended.
@@ -382,6 +400,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Failure> {
 async fn serve_until_shutdown<D, F>(
     listener: TcpListener,
     app: axum::Router,
+    limits: ServerLimits,
     mut signals: ShutdownSignals,
     drain: D,
 ) -> anyhow::Result<()>
@@ -390,39 +409,24 @@ where
     F: Future<Output = ()>,
 {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // The peer address feeds per-address rate limits and the browser-call limit.
-    // Nagle off: Media Streams frames (20 ms each) must not wait for the previous one's ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = http_server::serve(listener, app, limits, async move {
         let _ = stopped.await;
-    })
-    .into_future();
+    });
     tokio::pin!(server);
     tokio::select! {
-        result = &mut server => return result.context("the server stopped"),
+        () = &mut server => return Ok(()),
         () = signals.recv() => {}
     }
     tracing::info!("shutdown requested: draining");
     tokio::select! {
-        result = &mut server => return result.context("the server stopped"),
+        () = &mut server => return Ok(()),
         () = drain() => {}
     }
     let _ = stop.send(());
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(result) => result.context("the server stopped"),
-        Err(_) => {
-            tracing::warn!("requests still open after {SHUTDOWN_GRACE:?}; exiting anyway");
-            Ok(())
-        }
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::warn!("requests still open after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
+    Ok(())
 }
 
 /// SIGINT and SIGTERM, listened for from the moment the process starts: a signal that

@@ -60,7 +60,9 @@ struct Common {
     gateway_bin: Option<PathBuf>,
     /// A gateway that is already running, e.g. http://127.0.0.1:8080. It must use the
     /// bench's Twilio account (see the README) and VOCALIZED_OPENAI_REALTIME_URL
-    /// ws://127.0.0.1:<provider-port>/v1/realtime.
+    /// ws://127.0.0.1:<provider-port>/v1/realtime. Phone scenarios verify the agent's
+    /// number as a platform admin created on it (`vocalized admin create`), named by
+    /// VOCALIZED_BENCH_ADMIN_EMAIL and VOCALIZED_BENCH_ADMIN_PASSWORD.
     #[arg(long, value_name = "URL", requires = "provider_port")]
     target: Option<String>,
     /// With --target: the gateway's pid, to read its CPU and memory from /proc.

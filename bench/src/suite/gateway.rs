@@ -59,9 +59,39 @@ pub fn default_gateway_bin() -> Result<PathBuf, GatewayError> {
         })
 }
 
-/// The platform admin `with_admin` creates.
+/// The platform admin `with_admin` creates: a super_admin, since it sets provider URLs
+/// (failover, transcode) and verifies the agent's number (every phone scenario).
 pub const ADMIN_EMAIL: &str = "admin@bench.vocalized.test";
 const ADMIN_PASSWORD: &str = "bench-admin-password-1";
+
+/// A platform admin's sign-in, used to verify the agent's phone number: the gateway routes
+/// calls through the platform's Twilio account only to numbers an admin verified.
+#[derive(Clone, Debug)]
+pub struct AdminLogin {
+    pub email: String,
+    pub password: String,
+}
+
+impl AdminLogin {
+    /// The admin a spawned gateway gets ([`ADMIN_EMAIL`]).
+    pub fn bench() -> Self {
+        Self {
+            email: ADMIN_EMAIL.into(),
+            password: ADMIN_PASSWORD.into(),
+        }
+    }
+
+    /// For a `--target` gateway: an admin (role admin or super_admin) the operator created
+    /// on it with `vocalized admin create`, named by VOCALIZED_BENCH_ADMIN_EMAIL and
+    /// VOCALIZED_BENCH_ADMIN_PASSWORD.
+    pub fn from_env() -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Some(Self {
+            email: var("VOCALIZED_BENCH_ADMIN_EMAIL")?,
+            password: var("VOCALIZED_BENCH_ADMIN_PASSWORD")?,
+        })
+    }
+}
 
 /// Drops every inherited `VOCALIZED_*` variable so the bench's settings are the only ones.
 fn clean_env(command: &mut Command) {
@@ -105,7 +135,7 @@ impl GatewayProcess {
                     "--name",
                     "Bench",
                     "--role",
-                    "admin",
+                    "super_admin",
                     "--data-dir",
                 ])
                 .arg(dir.join("data"))
@@ -283,12 +313,14 @@ fn field(value: &Value, pointer: &str) -> Result<String, GatewayError> {
 }
 
 /// Signs up, creates a workspace, `number` and an agent with `voice_provider` and
-/// `agent_config`, and activates it.
+/// `agent_config`, and activates it. With `verify_as`, that admin verifies the number, so
+/// calls to it through the platform's Twilio account route (phone scenarios need this).
 pub async fn provision(
     base: &str,
     voice_provider: &str,
     agent_config: Value,
     number: &str,
+    verify_as: Option<&AdminLogin>,
 ) -> Result<Provisioned, GatewayError> {
     let http = reqwest::Client::new();
     let email = format!("bench-{}@bench.vocalized.test", crate::fakes::random_hex(8));
@@ -321,6 +353,9 @@ pub async fn provision(
     )
     .await?;
     let number_id = field(&number, "/phone_number/id")?;
+    if let Some(admin) = verify_as {
+        verify_number(&http, base, admin, &number_id).await?;
+    }
     let agent = post(
         &http,
         base,
@@ -346,6 +381,34 @@ pub async fn provision(
         agent_id,
         widget_key,
     })
+}
+
+/// Signs in as `admin` and verifies phone number `number_id`.
+async fn verify_number(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &AdminLogin,
+    number_id: &str,
+) -> Result<(), GatewayError> {
+    let login = post(
+        http,
+        base,
+        None,
+        "/api/v1/admin/auth/login",
+        json!({"email": admin.email, "password": admin.password}),
+    )
+    .await
+    .map_err(|e| err(format!("signing in as platform admin {}: {e}", admin.email)))?;
+    let token = field(&login, "/token")?;
+    post(
+        http,
+        base,
+        Some(&token),
+        &format!("/api/v1/admin/phone-numbers/{number_id}/verify"),
+        json!({}),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Signs in as [`ADMIN_EMAIL`] and adds a platform provider config (`body` as the admin

@@ -190,7 +190,8 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
     let (mut process, base, pid) = match &config.gateway {
         GatewaySource::Spawn(bin) => {
             let bin = bin.clone();
-            let with_admin = matches!(config.scenario, Scenario::Failover | Scenario::Transcode);
+            // Every phone scenario verifies its number as this admin; web calls need none.
+            let with_admin = config.scenario != Scenario::Webrtc;
             let url = provider.url();
             let process =
                 tokio::task::spawn_blocking(move || GatewayProcess::start(&bin, &url, with_admin))
@@ -230,9 +231,30 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
     };
     let voice_provider = if gemini.is_some() { "google" } else { "openai" };
     let number: Arc<str> = gateway::agent_number().into();
-    let provisioned = gateway::provision(&base, voice_provider, agent_config, &number)
-        .await
-        .map_err(|e| RunError(format!("provisioning: {e}")))?;
+    // Calls through the platform's Twilio account route only to verified numbers.
+    let verifier = match (&config.gateway, web) {
+        (_, true) => None,
+        (GatewaySource::Spawn(_), false) => Some(gateway::AdminLogin::bench()),
+        (GatewaySource::Target { .. }, false) => {
+            Some(gateway::AdminLogin::from_env().ok_or_else(|| {
+                RunError(
+                "a --target gateway routes phone calls only to numbers a platform admin verified: \
+                 create one on it (`vocalized admin create --role admin ...`) and set \
+                 VOCALIZED_BENCH_ADMIN_EMAIL and VOCALIZED_BENCH_ADMIN_PASSWORD"
+                    .into(),
+            )
+            })?)
+        }
+    };
+    let provisioned = gateway::provision(
+        &base,
+        voice_provider,
+        agent_config,
+        &number,
+        verifier.as_ref(),
+    )
+    .await
+    .map_err(|e| RunError(format!("provisioning: {e}")))?;
     let widget_key: Arc<str> = provisioned.widget_key.into();
     let line: Arc<[i16]> = webrtc::caller_line().into();
     let http = reqwest::Client::new();

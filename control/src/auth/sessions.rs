@@ -5,6 +5,7 @@
 use super::tokens::{Audience, TokenKeys};
 use crate::db::Db;
 use crate::util::{new_id, now_ms, random_token, sha256_hex};
+use sqlx::AnyConnection;
 
 pub const REFRESH_TOKEN_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -25,7 +26,8 @@ pub async fn start(
 ) -> Result<IssuedTokens, sqlx::Error> {
     let session_id = new_id("ses");
     let now = now_ms();
-    let refresh_token = insert_refresh(db, &session_id, aud, subject_id, now).await?;
+    let mut conn = db.pool.acquire().await?;
+    let refresh_token = insert_refresh(&mut conn, &session_id, aud, subject_id, now).await?;
     Ok(IssuedTokens {
         access_token: keys.issue(aud, subject_id, &session_id, now),
         refresh_token,
@@ -34,7 +36,7 @@ pub async fn start(
 }
 
 async fn insert_refresh(
-    db: &Db,
+    conn: &mut AnyConnection,
     session_id: &str,
     aud: Audience,
     subject_id: &str,
@@ -52,7 +54,7 @@ async fn insert_refresh(
     .bind(sha256_hex(&token))
     .bind(now + REFRESH_TOKEN_TTL_MS)
     .bind(now)
-    .execute(&db.pool)
+    .execute(conn)
     .await?;
     Ok(token)
 }
@@ -85,19 +87,23 @@ pub async fn rotate(
     if expires_at <= now {
         return Ok(None);
     }
-    // Claim the token atomically: of two concurrent refreshes, exactly one wins.
+    // Claim the token and insert its successor in one transaction: of two concurrent
+    // refreshes exactly one wins, a failed insert leaves the old token usable, and no
+    // moment exists where the session has no live token (`CurrentUser` would say 401).
+    let mut tx = db.pool.begin().await?;
     let claimed = sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
     )
     .bind(now)
     .bind(&id)
-    .execute(&db.pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if claimed != 1 {
         return Ok(None);
     }
-    let refresh_token = insert_refresh(db, &session_id, aud, &subject_id, now).await?;
+    let refresh_token = insert_refresh(&mut tx, &session_id, aud, &subject_id, now).await?;
+    tx.commit().await?;
     let tokens = IssuedTokens {
         access_token: keys.issue(aud, &subject_id, &session_id, now),
         refresh_token,

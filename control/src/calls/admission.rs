@@ -1,9 +1,14 @@
 //! Whether a call to a number may go ahead, and why not. Checked in order: the agent
 //! behind the number, the workspace's status, the calling switch (workspace and agent),
-//! then money (monthly usage limit, prepaid balance). Each refusal has a stable
+//! then money (monthly usage limit, prepaid balance), then room: the workspace's plan caps
+//! its calls at once (`subscription_tiers.max_concurrent_calls`, phone and browser
+//! together), counted race-free in [`super::slots`]. Each refusal has a stable
 //! `error_code` stored on the call and a sentence the caller hears.
 
+use super::plan::STREAM_TOKEN_TTL_MS;
+use super::slots::{Full, Limits, Slot};
 use crate::db::Db;
+use crate::state::AppState;
 use crate::util::now_ms;
 
 /// The number dialled and what stands behind it.
@@ -23,6 +28,10 @@ pub enum Refusal {
     CallingDisabled,
     UsageLimitReached,
     BalanceExhausted,
+    /// The workspace already has as many calls as its plan allows.
+    ConcurrencyLimit,
+    /// A browser caller's address already has as many calls as it may (web calls only).
+    TooManyCallsFromAddress,
 }
 
 impl Refusal {
@@ -34,6 +43,8 @@ impl Refusal {
             Refusal::CallingDisabled => "calling_disabled",
             Refusal::UsageLimitReached => "usage_limit_reached",
             Refusal::BalanceExhausted => "balance_exhausted",
+            Refusal::ConcurrencyLimit => "concurrency_limit",
+            Refusal::TooManyCallsFromAddress => "too_many_calls",
         }
     }
 
@@ -48,6 +59,9 @@ impl Refusal {
             }
             Refusal::UsageLimitReached | Refusal::BalanceExhausted => {
                 "Sorry, this line is unavailable right now. Please try again later. Goodbye."
+            }
+            Refusal::ConcurrencyLimit | Refusal::TooManyCallsFromAddress => {
+                "Sorry, all our lines are busy right now. Please try again later. Goodbye."
             }
         }
     }
@@ -86,38 +100,96 @@ fn month_start_ms(now_ms: i64) -> i64 {
     (days - (day_of_month - 1)) * 86_400_000
 }
 
-/// `None` if the call may go ahead.
-pub async fn check(db: &Db, target: &Target) -> Result<Option<Refusal>, sqlx::Error> {
-    match &target.agent_id {
-        None => Ok(Some(Refusal::NoAgent)),
-        Some(agent_id) => check_agent(db, &target.workspace_id, agent_id).await,
+/// Admits a phone call to `target`: every check, then a place among the workspace's
+/// calls at once. The [`Slot`] is the call's place: the voice webhook parks it under the
+/// call's id until the stream arrives (or its token expires). `retry_of` is the call a
+/// retried webhook is for: it keeps the place it already has instead of taking another.
+pub async fn admit(
+    state: &AppState,
+    target: &Target,
+    retry_of: Option<&str>,
+) -> Result<Result<Slot, Refusal>, sqlx::Error> {
+    let Some(agent_id) = &target.agent_id else {
+        return Ok(Err(Refusal::NoAgent));
+    };
+    let limits = match check_agent(&state.db, &target.workspace_id, agent_id).await? {
+        Ok(limits) => limits,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if let Some(slot) = retry_of.and_then(|call_id| state.slots.take(call_id)) {
+        return Ok(Ok(slot));
     }
+    Ok(reserve(state, &target.workspace_id, None, limits))
 }
 
-/// The agent's and workspace's switches, then money; `None` if a call may go ahead.
+/// Parks an admitted phone call's place until its stream token would expire.
+pub fn hold_until_streamed(state: &AppState, call_id: &str, slot: Slot) {
+    state
+        .slots
+        .hold(call_id, slot, Some(now_ms() + STREAM_TOKEN_TTL_MS));
+}
+
+/// Takes a place for a call of `workspace_id` (from `address`, for a browser caller),
+/// or says which limit is full. Synchronous: nothing can slip in between the count and
+/// the reservation.
+pub fn reserve(
+    state: &AppState,
+    workspace_id: &str,
+    address: Option<(&str, u32)>,
+    limits: Admitted,
+) -> Result<Slot, Refusal> {
+    let limits = Limits {
+        per_workspace: limits.max_concurrent_calls,
+        per_address: address.map(|(_, cap)| cap),
+    };
+    state
+        .slots
+        .try_reserve(workspace_id, address.map(|(a, _)| a), limits, now_ms())
+        .map_err(|full| match full {
+            Full::Workspace => Refusal::ConcurrencyLimit,
+            Full::Address => Refusal::TooManyCallsFromAddress,
+        })
+}
+
+/// What an admitted call's workspace allows: its plan's cap on calls at once (`None`: no
+/// cap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
+    pub max_concurrent_calls: Option<u32>,
+}
+
+/// The agent's and workspace's switches, then money; the workspace's limits if a call
+/// may go ahead.
 pub async fn check_agent(
     db: &Db,
     workspace_id: &str,
     agent_id: &str,
-) -> Result<Option<Refusal>, sqlx::Error> {
-    let (agent_status, agent_call, ws_status, ws_call): (String, i64, String, i64) =
-        sqlx::query_as(
-            "SELECT a.status, a.enabled_call, w.status, w.call_enabled
+) -> Result<Result<Admitted, Refusal>, sqlx::Error> {
+    let (agent_status, agent_call, ws_status, ws_call, max_concurrent): (
+        String,
+        i64,
+        String,
+        i64,
+        Option<i64>,
+    ) = sqlx::query_as(
+        "SELECT a.status, a.enabled_call, w.status, w.call_enabled,
+                CAST(t.max_concurrent_calls AS BIGINT)
          FROM voice_agents a JOIN workspaces w ON w.id = a.workspace_id
+         LEFT JOIN subscription_tiers t ON t.tier_name = w.subscription_tier
          WHERE a.id = $1 AND a.workspace_id = $2",
-        )
-        .bind(agent_id)
-        .bind(workspace_id)
-        .fetch_one(&db.pool)
-        .await?;
+    )
+    .bind(agent_id)
+    .bind(workspace_id)
+    .fetch_one(&db.pool)
+    .await?;
     if !["active", "trial"].contains(&ws_status.as_str()) {
-        return Ok(Some(Refusal::WorkspaceSuspended));
+        return Ok(Err(Refusal::WorkspaceSuspended));
     }
     if ws_call == 0 || agent_call == 0 {
-        return Ok(Some(Refusal::CallingDisabled));
+        return Ok(Err(Refusal::CallingDisabled));
     }
     if agent_status != "live" {
-        return Ok(Some(Refusal::AgentNotLive));
+        return Ok(Err(Refusal::AgentNotLive));
     }
     let limit: Option<(Option<i64>,)> = sqlx::query_as(
         "SELECT usage_limit_monthly_micros FROM workspace_billing_settings WHERE workspace_id = $1",
@@ -135,7 +207,7 @@ pub async fn check_agent(
         .fetch_one(&db.pool)
         .await?;
         if spent >= limit {
-            return Ok(Some(Refusal::UsageLimitReached));
+            return Ok(Err(Refusal::UsageLimitReached));
         }
     }
     // Prepaid workspaces have a balance row; postpaid ones have none.
@@ -145,9 +217,13 @@ pub async fn check_agent(
             .fetch_optional(&db.pool)
             .await?;
     if balance.is_some_and(|(b,)| b <= 0) {
-        return Ok(Some(Refusal::BalanceExhausted));
+        return Ok(Err(Refusal::BalanceExhausted));
     }
-    Ok(None)
+    Ok(Ok(Admitted {
+        // A negative cap (the schema forbids one) or one past u32 is no cap to speak of.
+        max_concurrent_calls: max_concurrent
+            .map(|cap| u32::try_from(cap.max(0)).unwrap_or(u32::MAX)),
+    }))
 }
 
 #[cfg(test)]

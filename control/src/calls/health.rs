@@ -12,11 +12,18 @@
 //! measured on the call's own clock (event `at_ms`): from the answer, or from the
 //! failover, to `provider_connected`.
 //!
+//! Only outcomes that describe the platform's own deployment of a provider feed the
+//! book: a call that used a workspace's own key (`KeySource::Workspace`), or a model the
+//! tenant chose that the catalogue does not list, says more about that tenant's setting
+//! than about the provider, so one tenant's bad key or model cannot open the circuit every
+//! other workspace is routed by (security review M8). Such calls are still routed by the
+//! platform's health, but take no half-open probe slot.
+//!
 //! Everything here is a few map operations under a std `Mutex`, never held across an
 //! await, so the media plane's `emit` can feed it directly without waiting on anything.
 
 use crate::db::Db;
-use crate::routing::{HealthBook, Outcome, ProviderKey, Route, route_call};
+use crate::routing::{HealthBook, KeySource, Outcome, ProviderKey, Route, route_call};
 use crate::routing::{ProviderCandidate, Strategy};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -42,6 +49,9 @@ struct Link {
     probe: bool,
     /// An outcome was recorded for it in this call.
     tried: bool,
+    /// Its outcomes feed the platform's health: the platform's key (or none needed) and a
+    /// platform-chosen or catalogued model.
+    platform: bool,
 }
 
 /// Where one call is in its chain.
@@ -135,22 +145,37 @@ impl HealthMonitor {
         now_ms: i64,
     ) -> Route {
         let mut inner = self.lock();
-        let route = route_call(&mut inner.book, strategy, source, candidates, now_ms);
+        let mut route = route_call(&mut inner.book, strategy, source, candidates, now_ms);
         if inner.calls.len() > SWEEP_ABOVE {
             inner
                 .calls
                 .retain(|_, t| now_ms.saturating_sub(t.planned_at_ms) < MAX_TRACKED_MS);
         }
-        let chain = route
+        let mut chain: Vec<Link> = route
             .chain
             .iter()
-            .map(|c| Link {
-                kind: c.kind.as_str(),
-                key: c.provider_key(),
-                probe: c.probe,
-                tried: false,
+            .map(|c| {
+                let platform_model = candidates
+                    .iter()
+                    .find(|cand| cand.name == c.name)
+                    .is_none_or(|cand| cand.platform_model);
+                Link {
+                    kind: c.kind.as_str(),
+                    key: c.provider_key(),
+                    probe: c.probe,
+                    tried: false,
+                    platform: c.key != KeySource::Workspace && platform_model,
+                }
             })
             .collect();
+        // A call whose outcomes will not be recorded cannot be the half-open probe.
+        for (link, choice) in chain.iter_mut().zip(route.chain.iter_mut()) {
+            if link.probe && !link.platform {
+                inner.book.release_probe(&link.key);
+                link.probe = false;
+                choice.probe = false;
+            }
+        }
         inner.calls.insert(
             call_id.to_owned(),
             Tracked {
@@ -242,7 +267,9 @@ impl HealthMonitor {
         for (i, outcome) in outcomes {
             if let Some(link) = t.chain.get_mut(i) {
                 link.tried = true;
-                recorded.push((link.key.clone(), outcome));
+                if link.platform {
+                    recorded.push((link.key.clone(), outcome));
+                }
             }
         }
         // Probe slots of providers the call never tried go back at once.
@@ -528,6 +555,90 @@ mod tests {
             .find(|r| r.provider == "openai")
             .unwrap();
         assert_eq!(openai.status, HealthState::Down);
+    }
+
+    /// Fails `openai` (connect failed, then gemini serves) in `calls` calls routed with
+    /// `cands`.
+    fn fail_openai(m: &HealthMonitor, prefix: &str, cands: &[ProviderCandidate], calls: u32) {
+        for i in 0..calls {
+            let id = format!("{prefix}{i}");
+            let at = i64::from(i) * 10;
+            m.route(&id, &Strategy::Auto, CallSource::Web, cands, at);
+            m.observe(
+                &id,
+                &event(1, failover("openai", "gemini", "provider_connect_failed")),
+                at + 1,
+            );
+            m.observe(&id, &event(2, connected("gemini")), at + 2);
+            m.observe(
+                &id,
+                &event(3, CallEventKind::Ended(EndReason::CallerHangup)),
+                at + 3,
+            );
+        }
+    }
+
+    #[test]
+    fn a_workspace_keys_or_uncatalogued_models_failures_leave_the_platform_circuit_closed() {
+        let m = HealthMonitor::default();
+        let threshold = HealthBook::default().config().failure_threshold;
+        // One workspace's own (invalid) OpenAI key, another's made-up model.
+        let byo = [
+            ProviderCandidate {
+                workspace_key: true,
+                ..keyed(ProviderKind::Openai, 0)
+            },
+            keyed(ProviderKind::Gemini, 1),
+        ];
+        let odd_model = [
+            ProviderCandidate {
+                platform_model: false,
+                ..keyed(ProviderKind::Openai, 0)
+            },
+            keyed(ProviderKind::Gemini, 1),
+        ];
+        fail_openai(&m, "byo", &byo, threshold * 2);
+        fail_openai(&m, "odd", &odd_model, threshold * 2);
+
+        // Every other workspace still gets OpenAI first.
+        let route = m.route("next", &Strategy::Auto, CallSource::Web, &two(), 1_000);
+        let names: Vec<&str> = route.chain.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["openai", "gemini"]);
+        assert!(route.skipped.is_empty(), "{:?}", route.skipped);
+        let rows = m.rows(1_000);
+        assert!(rows.iter().all(|r| r.provider != "openai"), "{rows:?}");
+        // The platform-keyed fallback's connects still count.
+        let gemini = rows.iter().find(|r| r.provider == "gemini").unwrap();
+        assert_eq!(gemini.connect_ms, Some(100));
+
+        // The same failures on the platform's key and model do open it.
+        fail_openai(&m, "platform", &two(), threshold);
+        let route = m.route("after", &Strategy::Auto, CallSource::Web, &two(), 2_000);
+        assert_eq!(route.chain[0].name, "gemini");
+        assert_eq!(route.skipped[0].reason, SkipReason::CircuitOpen);
+    }
+
+    #[test]
+    fn a_workspace_keyed_call_does_not_take_the_half_open_probe() {
+        let m = HealthMonitor::default();
+        let openai = keyed(ProviderKind::Openai, 0).key();
+        for i in 0..HealthBook::default().config().failure_threshold {
+            m.record(&openai, Outcome::ConnectFailed, i64::from(i));
+        }
+        let after = HealthBook::default().config().cool_down_ms + 10;
+        let byo = [
+            ProviderCandidate {
+                workspace_key: true,
+                ..keyed(ProviderKind::Openai, 0)
+            },
+            keyed(ProviderKind::Gemini, 1),
+        ];
+        let first = m.route("byo", &Strategy::Auto, CallSource::Web, &byo, after);
+        assert_eq!(first.chain[0].name, "openai");
+        assert!(!first.chain[0].probe, "its outcome would not be recorded");
+        // So a platform call can still probe.
+        let second = m.route("plat", &Strategy::Auto, CallSource::Web, &two(), after + 1);
+        assert!(second.chain[0].probe, "{second:?}");
     }
 
     #[test]

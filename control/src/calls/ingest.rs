@@ -2,8 +2,26 @@
 //! recorded once under UNIQUE(call_id, seq), and its side effects (status, transcript,
 //! priced usage, final cost) happen in the same transaction, so a replayed event — the bus
 //! delivers at least once — changes nothing.
+//!
+//! # Pricing
+//!
+//! - A usage report is priced from its `(provider, model)` catalogue row
+//!   (`realtime_models`). A model with no row is not free: each unit is priced at the
+//!   provider's highest active catalogue price for it (the whole catalogue's, for a
+//!   provider with no active rows), and the rows are flagged `price_fallback = 1` for an
+//!   admin to add the real price.
+//! - Providers billed per connected minute (`session_per_minute_micros`: ElevenLabs,
+//!   Deepgram) are charged when a session ends — a `failover` away from it (a
+//!   `session_rollover` too) or the call's `ended` — for the time since its
+//!   `provider_connected`, on the media plane's clock (`at_ms`), pro rata per millisecond
+//!   (`pricing::session_line`).
+//! - A prepaid workspace (one with a `workspace_balances` row) pays as it goes: each priced
+//!   report debits the balance and writes a `balance_transactions` row in the same
+//!   transaction as the usage rows. The balance may go below zero (a call is not cut off
+//!   mid-sentence); admission refuses the next call.
+//! - Sums saturate: nothing a provider reports can wrap a cost or a balance.
 
-use super::pricing::{ModelPrices, price, with_markup};
+use super::pricing::{Line, ModelPrices, price, session_line, with_markup};
 use crate::db::Db;
 use crate::settings;
 use crate::util::{new_id, now_ms};
@@ -64,10 +82,13 @@ pub async fn apply_batch(
 ) -> Result<Vec<Applied>, sqlx::Error> {
     // Read outside the transaction: a second pool connection inside it could wait on the
     // very write lock the transaction holds.
-    let markup_bps = if events
-        .iter()
-        .any(|(_, e)| matches!(e.kind, CallEventKind::Usage { .. }))
-    {
+    // Usage reports are priced, and so is the per-minute session a failover or the end closes.
+    let markup_bps = if events.iter().any(|(_, e)| {
+        matches!(
+            e.kind,
+            CallEventKind::Usage { .. } | CallEventKind::Failover { .. } | CallEventKind::Ended(_)
+        )
+    }) {
         settings::get(db, "pricing_markup_bps")
             .await?
             .and_then(|v| v.as_i64())
@@ -192,6 +213,7 @@ async fn apply_in(
             .await?;
         }
         CallEventKind::Ended(reason) => {
+            charge_session(tx, markup_bps, &workspace_id, call_id, event).await?;
             let (status, error_code) = match reason {
                 EndReason::ProviderError { code } => ("failed", Some(code.as_str())),
                 EndReason::NotConnected => ("failed", Some("webrtc_not_connected")),
@@ -213,6 +235,9 @@ async fn apply_in(
             .execute(&mut *tx)
             .await?;
         }
+        CallEventKind::Failover { .. } => {
+            charge_session(tx, markup_bps, &workspace_id, call_id, event).await?;
+        }
         _ => {}
     }
     Ok(Applied::New)
@@ -221,22 +246,8 @@ async fn apply_in(
 /// The eight price columns of a `realtime_models` row, in the order selected below.
 type PriceRow = (i64, i64, i64, i64, i64, i64, i64, i64);
 
-async fn model_prices(
-    conn: &mut AnyConnection,
-    provider: &str,
-    model: &str,
-) -> Result<Option<ModelPrices>, sqlx::Error> {
-    let row: Option<PriceRow> = sqlx::query_as(
-        "SELECT text_input_per_mtok_micros, text_output_per_mtok_micros, audio_input_per_mtok_micros,
-                audio_output_per_mtok_micros, cached_text_input_per_mtok_micros, cached_audio_input_per_mtok_micros,
-                audio_input_per_minute_micros, audio_output_per_minute_micros
-         FROM realtime_models WHERE provider = $1 AND model_name = $2",
-    )
-    .bind(provider)
-    .bind(model)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| ModelPrices {
+fn prices_of(r: PriceRow) -> ModelPrices {
+    ModelPrices {
         text_input_per_mtok: r.0,
         text_output_per_mtok: r.1,
         audio_input_per_mtok: r.2,
@@ -245,7 +256,47 @@ async fn model_prices(
         cached_audio_input_per_mtok: r.5,
         audio_input_per_minute: r.6,
         audio_output_per_minute: r.7,
-    }))
+    }
+}
+
+/// The model's prices, and whether they are the fallback (the model has no catalogue
+/// row): the provider's highest active price per unit, or the whole active catalogue's
+/// for a provider with no active row. An inactive model's own row still prices it.
+async fn model_prices(
+    conn: &mut AnyConnection,
+    provider: &str,
+    model: &str,
+) -> Result<(ModelPrices, bool), sqlx::Error> {
+    let row: Option<PriceRow> = sqlx::query_as(
+        "SELECT text_input_per_mtok_micros, text_output_per_mtok_micros, audio_input_per_mtok_micros,
+                audio_output_per_mtok_micros, cached_text_input_per_mtok_micros, cached_audio_input_per_mtok_micros,
+                audio_input_per_minute_micros, audio_output_per_minute_micros
+         FROM realtime_models WHERE provider = $1 AND model_name = $2",
+    )
+    .bind(provider)
+    .bind(model)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = row {
+        return Ok((prices_of(row), false));
+    }
+    let highest: PriceRow = sqlx::query_as(
+        "SELECT CAST(COALESCE(MAX(text_input_per_mtok_micros), 0) AS BIGINT),
+                CAST(COALESCE(MAX(text_output_per_mtok_micros), 0) AS BIGINT),
+                CAST(COALESCE(MAX(audio_input_per_mtok_micros), 0) AS BIGINT),
+                CAST(COALESCE(MAX(audio_output_per_mtok_micros), 0) AS BIGINT),
+                CAST(COALESCE(MAX(cached_text_input_per_mtok_micros), 0) AS BIGINT),
+                CAST(COALESCE(MAX(cached_audio_input_per_mtok_micros), 0) AS BIGINT),
+                CAST(COALESCE(MAX(audio_input_per_minute_micros), 0) AS BIGINT),
+                CAST(COALESCE(MAX(audio_output_per_minute_micros), 0) AS BIGINT)
+         FROM realtime_models
+         WHERE is_active = 1 AND (provider = $1 OR NOT EXISTS
+               (SELECT 1 FROM realtime_models WHERE provider = $1 AND is_active = 1))",
+    )
+    .bind(provider)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((prices_of(highest), true))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -259,76 +310,198 @@ async fn record_usage(
     model: &str,
     usage: &Usage,
 ) -> Result<(), sqlx::Error> {
-    let Some(prices) = model_prices(conn, provider, model).await? else {
-        // Usage of a model we have no price for is still recorded, at zero cost, so an
-        // admin can see it and add the price.
+    let (prices, fallback) = model_prices(conn, provider, model).await?;
+    if fallback {
         tracing::warn!(
             provider,
             model,
-            "no catalogue price for this model; recording usage at zero cost"
+            call_id,
+            "no catalogue price for this model; priced at the provider's highest price and flagged (usage_records.price_fallback)"
         );
-        let lines = price(usage, &ModelPrices::default());
-        return insert_lines(conn, workspace_id, call_id, seq, provider, model, &lines, 0).await;
-    };
+    }
     let lines = price(usage, &prices);
-    insert_lines(
-        conn,
+    let priced = Priced {
         workspace_id,
         call_id,
         seq,
         provider,
         model,
-        &lines,
         markup_bps,
-    )
-    .await
+        fallback,
+    };
+    insert_lines(conn, &priced, &lines).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert_lines(
+/// Ends the per-minute session (if any) that `event` — a failover or the call's end —
+/// closes: the provider connected last, unless a failover came after it (then no session
+/// of it is open). Charged at the provider's highest active `session_per_minute_micros`
+/// for the time between the two events' `at_ms`; providers without one cost nothing here.
+async fn charge_session(
     conn: &mut AnyConnection,
+    markup_bps: i64,
     workspace_id: &str,
     call_id: &str,
+    event: &CallEvent,
+) -> Result<(), sqlx::Error> {
+    let last: Option<(String, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT event_type, event_data, at_ms FROM call_events
+         WHERE call_id = $1 AND seq < $2 AND event_type IN ('provider_connected', 'failover')
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(call_id)
+    .bind(i64::try_from(event.seq).unwrap_or(i64::MAX))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((kind, Some(data), Some(connected_at_ms))) = last else {
+        return Ok(());
+    };
+    if kind != "provider_connected" {
+        return Ok(());
+    }
+    let Some(provider) = serde_json::from_str::<serde_json::Value>(&data)
+        .ok()
+        .and_then(|d| d.get("provider")?.as_str().map(str::to_owned))
+    else {
+        return Ok(());
+    };
+    let priced: Option<(String, i64)> = sqlx::query_as(
+        "SELECT model_name, session_per_minute_micros FROM realtime_models
+         WHERE provider = $1 AND is_active = 1 AND session_per_minute_micros > 0
+         ORDER BY session_per_minute_micros DESC, model_name LIMIT 1",
+    )
+    .bind(&provider)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((model, per_minute)) = priced else {
+        return Ok(());
+    };
+    let connected_ms = event
+        .at_ms
+        .saturating_sub(u64::try_from(connected_at_ms).unwrap_or(0));
+    let Some(line) = session_line(connected_ms, per_minute) else {
+        return Ok(());
+    };
+    let session = Priced {
+        workspace_id,
+        call_id,
+        seq: event.seq,
+        provider: &provider,
+        model: &model,
+        markup_bps,
+        fallback: false,
+    };
+    insert_lines(conn, &session, &[line]).await
+}
+
+/// Whose priced lines these are, and how they were priced.
+struct Priced<'a> {
+    workspace_id: &'a str,
+    call_id: &'a str,
+    /// The event that carried (or, for a session, ended) the usage: with the resource type,
+    /// the lines' idempotency key.
     seq: u64,
-    provider: &str,
-    model: &str,
-    lines: &[super::pricing::Line],
+    provider: &'a str,
+    model: &'a str,
     markup_bps: i64,
+    /// Priced by the fallback: the model has no catalogue row.
+    fallback: bool,
+}
+
+/// Writes the lines, adds them to the call's cost and, for a prepaid workspace, debits its
+/// balance: all in the caller's transaction. Sums saturate at `i64::MAX`.
+async fn insert_lines(
+    conn: &mut AnyConnection,
+    p: &Priced<'_>,
+    lines: &[Line],
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
     let mut call_total = 0i64;
     for line in lines {
-        let final_cost = with_markup(line.total_cost_micros, markup_bps);
-        call_total += final_cost;
+        let final_cost = with_markup(line.total_cost_micros, p.markup_bps);
+        call_total = call_total.saturating_add(final_cost);
         sqlx::query(
             "INSERT INTO usage_records (id, workspace_id, call_id, resource_type, provider, model_id, quantity, unit,
                                         unit_cost_micros, unit_cost_per, total_cost_micros, markup_bps,
-                                        final_cost_micros, idempotency_key, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                                        final_cost_micros, idempotency_key, created_at, price_fallback)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(new_id("use"))
-        .bind(workspace_id)
-        .bind(call_id)
+        .bind(p.workspace_id)
+        .bind(p.call_id)
         .bind(line.resource_type)
-        .bind(provider)
-        .bind(model)
+        .bind(p.provider)
+        .bind(p.model)
         .bind(line.quantity)
         .bind(line.unit)
         .bind(line.unit_cost_micros)
         .bind(line.per)
         .bind(line.total_cost_micros)
-        .bind(markup_bps as i32)
+        .bind(i32::try_from(p.markup_bps).unwrap_or(i32::MAX))
         .bind(final_cost)
-        .bind(format!("{call_id}:{seq}:{}", line.resource_type))
+        .bind(format!("{}:{}:{}", p.call_id, p.seq, line.resource_type))
         .bind(now)
+        .bind(i32::from(p.fallback))
         .execute(&mut *conn)
         .await?;
     }
-    sqlx::query("UPDATE calls SET cost_total_micros = cost_total_micros + $1, updated_at = $2 WHERE id = $3")
-        .bind(call_total)
-        .bind(now)
-        .bind(call_id)
-        .execute(&mut *conn)
-        .await?;
+    if call_total == 0 {
+        return Ok(());
+    }
+    // Saturating in SQL too: `cost_total_micros + x` past i64::MAX is an error on Postgres
+    // and silently a float on SQLite.
+    sqlx::query(
+        "UPDATE calls SET cost_total_micros = CASE WHEN cost_total_micros > $3 - $1 THEN $3
+                                              ELSE cost_total_micros + $1 END,
+                updated_at = $2
+         WHERE id = $4",
+    )
+    .bind(call_total)
+    .bind(now)
+    .bind(i64::MAX)
+    .bind(p.call_id)
+    .execute(&mut *conn)
+    .await?;
+    debit_balance(conn, p, call_total, now).await
+}
+
+/// Debits a prepaid workspace's balance by `amount_micros` (> 0) and writes the ledger row;
+/// a workspace without a balance row (postpaid) is left alone.
+async fn debit_balance(
+    conn: &mut AnyConnection,
+    p: &Priced<'_>,
+    amount_micros: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let after: Option<(i64,)> = sqlx::query_as(
+        "UPDATE workspace_balances
+         SET balance_micros = CASE WHEN balance_micros < $3 + $1 THEN $3 ELSE balance_micros - $1 END,
+             updated_at = $2
+         WHERE workspace_id = $4
+         RETURNING balance_micros",
+    )
+    .bind(amount_micros)
+    .bind(now)
+    .bind(i64::MIN)
+    .bind(p.workspace_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((balance_after,)) = after else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO balance_transactions (id, workspace_id, type, category, amount_micros, balance_after_micros,
+                                           reference_type, reference_id, description, idempotency_key, created_at)
+         VALUES ($1, $2, 'debit', 'call', $3, $4, 'call', $5, $6, $7, $8)",
+    )
+    .bind(new_id("btx"))
+    .bind(p.workspace_id)
+    .bind(-amount_micros)
+    .bind(balance_after)
+    .bind(p.call_id)
+    .bind(format!("{} {} usage", p.provider, p.model))
+    .bind(format!("{}:{}:debit", p.call_id, p.seq))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }

@@ -137,6 +137,11 @@ impl ControlLink for InProcessLink {
         self.state
             .health
             .observe(call_id.as_str(), &event, now_ms());
+        // The call's place in the concurrency limits frees when it ends, not when the
+        // writer gets to the database.
+        if matches!(event.kind, CallEventKind::Ended(_)) {
+            self.state.slots.release(call_id.as_str());
+        }
         if self.events.send((call_id.clone(), event)).is_err() {
             tracing::error!(%call_id, "event writer has stopped; event lost");
         }

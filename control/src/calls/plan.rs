@@ -30,8 +30,9 @@
 //! the message lists the chain and each skipped provider with its reason. An empty chain
 //! refuses the call with `provider_unavailable`, as before.
 
-use super::ingest;
+use super::{admission, ingest};
 use crate::config::ControlConfig;
+use crate::crypto::SealedAt;
 use crate::routing::{KeySource, ProviderCandidate, Route, Strategy};
 use crate::state::AppState;
 use crate::util::{now_ms, random_token, sha256_hex};
@@ -139,7 +140,7 @@ struct Offer {
 }
 
 /// provider, region, priority, is_enabled, cost_per_minute_micros, base_url,
-/// api_key_encrypted, config
+/// api_key_encrypted, config, base_url_trusted
 type PlatformRow = (
     String,
     String,
@@ -149,6 +150,7 @@ type PlatformRow = (
     Option<String>,
     Option<String>,
     String,
+    i64,
 );
 /// provider, uses_platform_key, api_key_encrypted, config, priority, is_enabled
 type WorkspaceRow = (String, i64, Option<String>, String, i64, i64);
@@ -158,11 +160,12 @@ type WorkspaceRow = (String, i64, Option<String>, String, i64, i64);
 fn open_key(
     config: &ControlConfig,
     sealed: Option<&str>,
+    at: &SealedAt,
     provider: &str,
     whose: &str,
 ) -> Option<Secret> {
     let sealed = sealed?;
-    match config.master_key.open(sealed) {
+    match config.master_key.open_at(sealed, at) {
         Ok(key) => Some(Secret(key)),
         Err(e) => {
             tracing::error!(provider, whose, error = %e, "a stored provider key cannot be decrypted; skipping it");
@@ -186,7 +189,8 @@ async fn load_offers(
     let config = &state.config;
     let mut platform: Vec<PlatformRow> = sqlx::query_as(
         "SELECT provider, region, CAST(priority AS BIGINT), CAST(is_enabled AS BIGINT),
-                cost_per_minute_micros, base_url, api_key_encrypted, config
+                cost_per_minute_micros, base_url, api_key_encrypted, config,
+                CAST(base_url_trusted AS BIGINT)
          FROM platform_provider_configs ORDER BY provider",
     )
     .fetch_all(&db.pool)
@@ -218,6 +222,7 @@ async fn load_offers(
             None,
             None,
             "{}".into(),
+            0,
         )
     };
     // OpenAI is always offered (as before provider configs existed); the others when the
@@ -239,24 +244,39 @@ async fn load_offers(
     }
 
     let mut offers = Vec::new();
-    for (name, region, priority, enabled, cost, base_url, sealed, platform_config) in platform {
+    for (name, region, priority, enabled, cost, base_url, sealed, platform_config, url_trusted) in
+        platform
+    {
         let Some(kind) = kind_of(&name) else {
             tracing::warn!(provider = %name, "a configured provider this build does not know; ignored");
             continue;
         };
         let mine = own.iter().find(|w| w.0 == name);
-        let model = agent_model
+        let tenant_model = agent_model
             .filter(|_| agent_provider == Some(name.as_str()))
             .map(str::to_owned)
-            .or_else(|| configured_model(mine.map(|w| w.3.as_str()), kind))
+            .or_else(|| configured_model(mine.map(|w| w.3.as_str()), kind));
+        let model = tenant_model
+            .clone()
             .or_else(|| configured_model(Some(&platform_config), kind))
             .unwrap_or_else(|| default_model(kind).to_owned());
-        let platform_key = open_key(config, sealed.as_deref(), &name, "platform")
+        // Outcomes of a model the tenant chose and the catalogue does not list stay out of
+        // the platform's health (security review M8).
+        let platform_model =
+            tenant_model.is_none() || prices.iter().any(|(p, m, _)| p == &name && m == &model);
+        let at = SealedAt::platform_provider_key(&name);
+        let platform_key = open_key(config, sealed.as_deref(), &at, &name, "platform")
             .or_else(|| config.endpoint(kind).and_then(|e| e.api_key.clone()));
-        let workspace_key = mine
-            .filter(|w| w.1 == 0)
-            .and_then(|w| open_key(config, w.2.as_deref(), &name, "workspace"));
-        // A workspace that brings its own key but whose key cannot be read is not quietly
+        // A workspace's own key goes to the provider's default URL, or to one a
+        // super_admin set (security review M2); never to a URL anyone else stored.
+        let url_takes_byo =
+            url_trusted != 0 || base_url.as_deref().is_none_or(|u| u.trim().is_empty());
+        let workspace_key = mine.filter(|w| w.1 == 0 && url_takes_byo).and_then(|w| {
+            let at = SealedAt::workspace_provider_key(workspace_id, &name);
+            open_key(config, w.2.as_deref(), &at, &name, "workspace")
+        });
+        // A workspace that brings its own key but whose key cannot be read (or may not go
+        // to this URL) is not quietly
         // moved onto the platform's key: the provider has no usable key.
         let byo_broken = mine.is_some_and(|w| w.1 == 0) && workspace_key.is_none();
         // Per call minute: the model's catalogue price, else the platform's configured
@@ -284,6 +304,7 @@ async fn load_offers(
             workspace_key: workspace_key.is_some(),
             platform_key: platform_key.is_some() && !byo_broken,
             key_required: kind != ProviderKind::Echo,
+            platform_model,
         };
         offers.push(Offer {
             candidate,
@@ -489,12 +510,17 @@ pub async fn redeem_twilio(
             .execute(&db.pool)
             .await
             .map_err(|e| {
-                // The call will not run: give back any probe slot its route took.
+                // The call will not run: give back any probe slot its route took, and
+                // its place among the workspace's calls.
                 state.health.forget(&call_id);
+                state.slots.release(&call_id);
                 unavailable(e)
             })?;
+            // Its stream is here: the place the voice webhook took lasts until `ended`.
+            state.slots.keep(&call_id, &workspace_id, now);
         }
         Err(PlanError::Refused { code }) => {
+            state.slots.release(&call_id);
             sqlx::query(
                 "UPDATE calls SET status = 'failed', error_code = $1, ended_at = $2, updated_at = $2
                  WHERE id = $3 AND workspace_id = $4",
@@ -507,13 +533,19 @@ pub async fn redeem_twilio(
             .await
             .map_err(unavailable)?;
         }
-        Err(_) => {}
+        Err(_) => state.slots.release(&call_id),
     }
     plan
 }
 
 /// Most browser calls one address may have open at once.
-pub const MAX_WEB_CALLS_PER_ADDRESS: usize = 3;
+pub const MAX_WEB_CALLS_PER_ADDRESS: u32 = 3;
+
+fn refused(refusal: admission::Refusal) -> PlanError {
+    PlanError::Refused {
+        code: refusal.code().into(),
+    }
+}
 
 /// Starts a browser call (see `ControlLink::plan_web_call`).
 pub async fn start_web_call(
@@ -528,24 +560,21 @@ pub async fn start_web_call(
             .await
             .map_err(unavailable)?;
     let (agent_id, workspace_id) = agent.ok_or(PlanError::InvalidToken)?;
-    if let Some(refusal) = crate::calls::admission::check_agent(&state.db, &workspace_id, &agent_id)
+    let admitted = admission::check_agent(&state.db, &workspace_id, &agent_id)
         .await
         .map_err(unavailable)?
-    {
-        return Err(PlanError::Refused {
-            code: refusal.code().into(),
-        });
-    }
-    let open_here = state
-        .live
-        .iter()
-        .filter(|c| c.client_ip.as_deref() == Some(client_ip))
-        .count();
-    if open_here >= MAX_WEB_CALLS_PER_ADDRESS {
-        return Err(PlanError::Refused {
-            code: "too_many_calls".into(),
-        });
-    }
+        .map_err(refused)?;
+    // The call's place among the address's and the workspace's calls: checked and taken
+    // in one step with no await in between, so concurrent offers cannot all see room
+    // (review H1). Any return below drops it, giving it back; a planned call parks it
+    // until its `ended` event.
+    let slot = admission::reserve(
+        state,
+        &workspace_id,
+        Some((client_ip, MAX_WEB_CALLS_PER_ADDRESS)),
+        admitted,
+    )
+    .map_err(refused)?;
     let call_id = crate::util::new_id("call");
     let now = now_ms();
     sqlx::query(
@@ -576,6 +605,7 @@ pub async fn start_web_call(
                     state.health.forget(&call_id);
                     unavailable(e)
                 })?;
+            state.slots.hold(&call_id, slot, None);
         }
         Err(e) => {
             let code = match e {

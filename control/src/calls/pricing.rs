@@ -1,6 +1,15 @@
 //! Pricing usage into micro-dollars. Integer arithmetic only: prices are micro-dollars per
 //! million tokens (or per minute), and each line is rounded half-up to a whole micro-dollar
 //! once, so the same usage always costs the same and sums never drift.
+//!
+//! Providers that bill by connected minute (ElevenLabs, Deepgram: the catalogue's
+//! `session_per_minute_micros`) are charged by [`session_line`]: the session's connected
+//! milliseconds pro rata, rounded half-up once per session, so 60 s costs exactly the
+//! minute price and 90.5 s at $0.10 costs 150 833 micro-dollars.
+//!
+//! Counts come from provider frames, which may be broken or hostile: arithmetic saturates
+//! (at `i64::MAX` for quantities, at [`MAX_LINE_COST_MICROS`] for a line's cost) and is
+//! never negative.
 
 use vocalized_shared::events::Usage;
 
@@ -29,8 +38,16 @@ pub struct Line {
     pub total_cost_micros: i64,
 }
 
+/// The most one priced line can cost: $100 million, far above any real call, and low
+/// enough that the sums billing takes over a workspace's lines (`SUM(final_cost_micros)`)
+/// stay inside an i64 even with tens of thousands of saturated lines.
+pub const MAX_LINE_COST_MICROS: i64 = 100_000_000_000_000;
+
+/// `numerator / denominator` rounded half-up, for a non-negative numerator and a positive
+/// denominator; saturates at `i64::MAX`.
 fn div_round(numerator: i128, denominator: i128) -> i64 {
-    ((numerator + denominator / 2) / denominator) as i64
+    let q = numerator.saturating_add(denominator / 2) / denominator;
+    i64::try_from(q).unwrap_or(i64::MAX)
 }
 
 fn line(
@@ -40,14 +57,30 @@ fn line(
     price: i64,
     per: i64,
 ) -> Option<Line> {
-    (quantity > 0).then(|| Line {
-        resource_type,
-        quantity: quantity as i64,
-        unit,
-        unit_cost_micros: price,
-        per,
-        total_cost_micros: div_round(quantity as i128 * price as i128, per as i128),
+    (quantity > 0).then(|| {
+        // u64::MAX x i64::MAX still fits in an i128; the product saturates regardless.
+        let cost = div_round(
+            i128::from(quantity).saturating_mul(i128::from(price.max(0))),
+            i128::from(per.max(1)),
+        );
+        Line {
+            resource_type,
+            quantity: i64::try_from(quantity).unwrap_or(i64::MAX),
+            unit,
+            unit_cost_micros: price,
+            per,
+            total_cost_micros: cost.min(MAX_LINE_COST_MICROS),
+        }
     })
+}
+
+/// A per-minute provider's connected session of `duration_ms`, at `per_minute_micros`
+/// (`realtime_models.session_per_minute_micros`); `None` for no time or no price.
+pub fn session_line(duration_ms: u64, per_minute_micros: i64) -> Option<Line> {
+    if per_minute_micros <= 0 {
+        return None;
+    }
+    line("session_time", duration_ms, "ms", per_minute_micros, 60_000)
 }
 
 /// Prices a usage report. Cached tokens are a subset of input tokens (protocols.md §2.4):
@@ -128,8 +161,14 @@ pub fn price(usage: &Usage, p: &ModelPrices) -> Vec<Line> {
 }
 
 /// The platform's markup on a cost, in basis points, rounded half-up.
+/// Saturates at `i64::MAX`; costs and markups are never negative.
 pub fn with_markup(total_micros: i64, markup_bps: i64) -> i64 {
-    total_micros + div_round(total_micros as i128 * markup_bps as i128, 10_000)
+    let total_micros = total_micros.max(0);
+    let markup = div_round(
+        i128::from(total_micros) * i128::from(markup_bps.max(0)),
+        10_000,
+    );
+    total_micros.saturating_add(markup)
 }
 
 #[cfg(test)]
@@ -183,6 +222,52 @@ mod tests {
         let lines = price(&usage, &p);
         assert_eq!(lines[0].total_cost_micros, 2);
         assert_eq!(lines[1].total_cost_micros, 150_000);
+    }
+
+    #[test]
+    fn absurd_reported_usage_saturates_and_is_never_negative() {
+        // A broken or hostile provider frame: every count at u64::MAX.
+        let usage = Usage {
+            input_text_tokens: u64::MAX,
+            input_audio_tokens: u64::MAX,
+            cached_input_tokens: u64::MAX,
+            output_text_tokens: u64::MAX,
+            output_audio_tokens: u64::MAX,
+            audio_input_ms: u64::MAX,
+            audio_output_ms: u64::MAX,
+        };
+        let p = ModelPrices {
+            audio_input_per_minute: 100_000,
+            audio_output_per_minute: 100_000,
+            ..gpt_realtime()
+        };
+        let lines = price(&usage, &p);
+        assert!(!lines.is_empty());
+        for l in &lines {
+            assert!(l.quantity > 0, "{l:?}");
+            assert!(l.total_cost_micros > 0, "{l:?}");
+            assert!(l.total_cost_micros <= MAX_LINE_COST_MICROS, "{l:?}");
+            assert!(with_markup(l.total_cost_micros, 100_000) > 0);
+        }
+        assert_eq!(with_markup(i64::MAX, 2000), i64::MAX);
+    }
+
+    #[test]
+    fn a_connected_minute_costs_the_session_price_pro_rata_per_ms() {
+        // ElevenLabs' seed price: $0.10 per connected minute.
+        let minute = session_line(60_000, 100_000).unwrap();
+        assert_eq!(minute.total_cost_micros, 100_000);
+        assert_eq!((minute.quantity, minute.unit), (60_000, "ms"));
+        assert_eq!(minute.resource_type, "session_time");
+        // 90.5 s -> 150833.33 -> 150833; 3 ms -> 5 exactly; 1 ms at $0.075 -> 1.25 -> 1.
+        assert_eq!(
+            session_line(90_500, 100_000).unwrap().total_cost_micros,
+            150_833
+        );
+        assert_eq!(session_line(3, 100_000).unwrap().total_cost_micros, 5);
+        assert_eq!(session_line(1, 75_000).unwrap().total_cost_micros, 1);
+        assert_eq!(session_line(0, 100_000), None);
+        assert_eq!(session_line(60_000, 0), None, "no price, no line");
     }
 
     #[test]

@@ -3,30 +3,53 @@
 //! secret does not open with the old key, nothing is written: a half-rotated database
 //! would hold secrets that no single key opens.
 //!
+//! Every secret is written back bound to its row (`v2:`, see `crypto`), including the
+//! unbound `v1:` secrets stored before rows were bound, so after one rotation none is left
+//! that would open in another row.
+//!
 //! Run it with the servers stopped: a server still running on the old key could store a
 //! secret sealed with it after the rotation read its table.
 
 use super::Db;
-use crate::crypto::{MasterKey, SealError};
+use crate::crypto::{MasterKey, SealError, SealedAt};
 use sqlx::AnyConnection;
 
-/// A column that holds values sealed by [`MasterKey::seal`] (`v1:` + base64), with the
-/// primary key that names its rows. Every `*_encrypted` column of the schema is here;
-/// a test compares this list with the migrations.
+/// A column that holds sealed values, with the primary key that names its rows and the
+/// SQL expression of the row each value is bound to ([`SealedAt::row`]). Every
+/// `*_encrypted` column of the schema is here; a test compares this list with the
+/// migrations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SealedColumn {
     pub table: &'static str,
     pub id: &'static str,
     pub column: &'static str,
+    /// Constant SQL selecting the row's binding (see `SealedAt`'s constructors).
+    pub binding: &'static str,
 }
 
 const fn sealed(table: &'static str, id: &'static str, column: &'static str) -> SealedColumn {
-    SealedColumn { table, id, column }
+    SealedColumn {
+        table,
+        id,
+        column,
+        binding: id,
+    }
+}
+
+impl SealedColumn {
+    fn at(&self, binding: &str) -> SealedAt {
+        SealedAt::new(self.table, self.column, binding)
+    }
 }
 
 pub const SEALED_COLUMNS: &[SealedColumn] = &[
     sealed("platform_provider_configs", "provider", "api_key_encrypted"),
-    sealed("workspace_provider_configs", "id", "api_key_encrypted"),
+    // Bound to workspace and provider (known before the row's id is), as
+    // `SealedAt::workspace_provider_key`.
+    SealedColumn {
+        binding: "workspace_id || '/' || provider",
+        ..sealed("workspace_provider_configs", "id", "api_key_encrypted")
+    },
     sealed("workspace_integrations", "id", "credentials_encrypted"),
     sealed("integration_accounts", "id", "credentials_encrypted"),
     sealed("integration_accounts", "id", "access_token_encrypted"),
@@ -101,23 +124,31 @@ async fn rotate_column(
     old: &MasterKey,
     new: &MasterKey,
 ) -> Result<u64, RotateError> {
-    let SealedColumn { table, id, column } = col;
-    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {id}, {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {id}"
+    let SealedColumn {
+        table,
+        id,
+        column,
+        binding,
+    } = col;
+    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {id}, {binding}, {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {id}"
     )))
     .fetch_all(&mut *conn)
     .await?;
-    for (row_id, sealed) in &rows {
-        let plain = old.open(sealed).map_err(|why| RotateError::DoesNotOpen {
-            table,
-            column,
-            id: row_id.clone(),
-            why,
-        })?;
+    for (row_id, bound_to, sealed) in &rows {
+        let at = col.at(bound_to);
+        let plain = old
+            .open_at(sealed, &at)
+            .map_err(|why| RotateError::DoesNotOpen {
+                table,
+                column,
+                id: row_id.clone(),
+                why,
+            })?;
         let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE {table} SET {column} = $1 WHERE {id} = $2 AND {column} = $3"
         )))
-        .bind(new.seal(&plain))
+        .bind(new.seal_at(&plain, &at))
         .bind(row_id)
         .bind(sealed)
         .execute(&mut *conn)

@@ -43,8 +43,30 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 struct Page {
+    #[serde(default, deserialize_with = "number_in_query")]
     page: Option<i64>,
+    #[serde(default, deserialize_with = "number_in_query")]
     limit: Option<i64>,
+}
+
+/// `Page` is `#[serde(flatten)]`ed into the filters, and flattened query values reach it
+/// as strings, so a plain `Option<i64>` refused every `?page=`/`?limit=` with a 400.
+fn number_in_query<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(i64),
+        Text(String),
+    }
+    match Option::<Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(Number::Int(n)) => Ok(Some(n)),
+        Some(Number::Text(text)) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a whole number"))),
+    }
 }
 
 impl Page {
@@ -52,7 +74,7 @@ impl Page {
     fn bounds(&self) -> (i64, i64, i64) {
         let limit = self.limit.unwrap_or(50).clamp(1, 200);
         let page = self.page.unwrap_or(1).max(1);
-        // Saturating: a huge page number is an empty page, not an overflow panic.
+        // Saturating: a huge page is an empty page, not an overflow (L1).
         (limit, (page - 1).saturating_mul(limit), page)
     }
 }
@@ -61,6 +83,8 @@ impl Page {
 struct WorkspaceFilter {
     status: Option<String>,
     search: Option<String>,
+    #[serde(flatten)]
+    page: Page,
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -80,12 +104,9 @@ async fn list_workspaces(
     State(state): State<AppState>,
     admin: CurrentAdmin,
     Query(filter): Query<WorkspaceFilter>,
-    // Its own extractor: serde's `flatten` reads every query value as a string, so a
-    // flattened `page=2` was refused as "expected i64".
-    Query(paging): Query<Page>,
 ) -> ApiResult<impl IntoResponse> {
     admin.require(AdminRole::Support)?;
-    let (limit, offset, page) = paging.bounds();
+    let (limit, offset, page) = filter.page.bounds();
     let search = filter
         .search
         .as_deref()
@@ -400,6 +421,8 @@ struct LogFilter {
     action: Option<String>,
     from: Option<i64>,
     to: Option<i64>,
+    #[serde(flatten)]
+    page: Page,
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -417,10 +440,9 @@ async fn activity_log(
     State(state): State<AppState>,
     admin: CurrentAdmin,
     Query(filter): Query<LogFilter>,
-    Query(paging): Query<Page>,
 ) -> ApiResult<impl IntoResponse> {
     admin.require(AdminRole::Admin)?;
-    let (limit, offset, page) = paging.bounds();
+    let (limit, offset, page) = filter.page.bounds();
     let filters = "($1 IS NULL OR l.admin_id = $1) AND ($2 IS NULL OR l.action = $2)
                    AND ($3 IS NULL OR l.timestamp >= $3) AND ($4 IS NULL OR l.timestamp <= $4)";
     let rows: Vec<LogRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -35,8 +35,9 @@ async fn login(
     .bind(&email)
     .fetch_optional(&state.db.pool)
     .await?;
-    check_password(&password, row.as_ref().map(|r| (r.4.as_str(), r.5)))?;
+    check_password(&password, row.as_ref().map(|r| (r.4.as_str(), r.5))).await?;
     let (id, email, name, role, _, _) = row.expect("checked above");
+    LoginBody::remember(&state, &ip, "admin:", &email);
     sqlx::query("UPDATE platform_admins SET last_login = $1 WHERE id = $2")
         .bind(now_ms())
         .bind(&id)

@@ -1,7 +1,10 @@
 //! The platform's voice providers (seed Phase II "Voice AI Gateway Management (Admin)"):
 //! the platform keys, priorities, prices and URLs every workspace routes through unless
 //! it brings its own key. support reads; admin and super_admin write, and every write is
-//! audited in its transaction. Keys are sealed on the way in and never shown again, not
+//! audited in its transaction. Where a provider's keys go (`base_url`) is super_admin's
+//! alone (security review M2): an admin pointing it at their own server would receive the
+//! platform's key and every workspace's own key on the next calls. Clearing it (back to
+//! the provider's default) stays an admin's job. Keys are sealed on the way in and never shown again, not
 //! even masked, and never written to the audit trail.
 
 use super::auth::Problems;
@@ -13,6 +16,7 @@ use super::voice_providers::{
     parse_json_text, present,
 };
 use crate::audit;
+use crate::crypto::SealedAt;
 use crate::state::AppState;
 use crate::util::now_ms;
 use axum::Router;
@@ -152,6 +156,10 @@ fn key_note(change: &KeyChange) -> &'static str {
     }
 }
 
+/// Setting a `base_url` is super_admin's alone (see the module docs).
+const URL_NEEDS_SUPER_ADMIN: ApiError =
+    ApiError::Forbidden("only a super_admin may set where a provider's keys are sent (base_url)");
+
 #[derive(Deserialize)]
 struct CreateBody {
     provider: Option<String>,
@@ -191,16 +199,27 @@ async fn create(
     check_cost(&mut problems, body.cost_per_minute_micros);
     let config = check_config(&mut problems, body.config.as_ref());
     problems.into_result()?;
+    if base_url.is_some() {
+        admin
+            .require(AdminRole::SuperAdmin)
+            .map_err(|_| URL_NEEDS_SUPER_ADMIN)?;
+    }
     let sealed = match &change {
-        KeyChange::Set(key) => Some(state.config.master_key.seal(key)),
+        KeyChange::Set(key) => Some(
+            state
+                .config
+                .master_key
+                .seal_at(key, &SealedAt::platform_provider_key(&provider)),
+        ),
         KeyChange::Keep | KeyChange::Clear => None,
     };
     let now = now_ms();
     let mut tx = state.db.pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO platform_provider_configs (provider, api_key_encrypted, config, priority, is_enabled,
-                cost_per_minute_micros, region, base_url, updated_by_admin_id, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                cost_per_minute_micros, region, base_url, base_url_trusted, updated_by_admin_id,
+                created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
     )
     .bind(&provider)
     .bind(sealed)
@@ -210,6 +229,7 @@ async fn create(
     .bind(body.cost_per_minute_micros.unwrap_or(0))
     .bind(region.unwrap_or("global"))
     .bind(base_url)
+    .bind(i64::from(base_url.is_some()))
     .bind(&admin.id)
     .bind(now)
     .execute(&mut *tx)
@@ -282,16 +302,30 @@ async fn update(
     check_cost(&mut problems, body.cost_per_minute_micros);
     let config = check_config(&mut problems, body.config.as_ref());
     problems.into_result()?;
+    if base_url.as_ref().is_some_and(Option::is_some) {
+        admin
+            .require(AdminRole::SuperAdmin)
+            .map_err(|_| URL_NEEDS_SUPER_ADMIN)?;
+    }
     let (key_set, sealed) = match &change {
         KeyChange::Keep => (0_i64, None),
         KeyChange::Clear => (1, None),
-        KeyChange::Set(key) => (1, Some(state.config.master_key.seal(key))),
+        KeyChange::Set(key) => (
+            1,
+            Some(
+                state
+                    .config
+                    .master_key
+                    .seal_at(key, &SealedAt::platform_provider_key(&provider)),
+            ),
+        ),
     };
     let mut tx = state.db.pool.begin().await?;
     let updated = sqlx::query(
         "UPDATE platform_provider_configs SET
              api_key_encrypted = CASE WHEN $1 = 1 THEN $2 ELSE api_key_encrypted END,
              base_url = CASE WHEN $3 = 1 THEN $4 ELSE base_url END,
+             base_url_trusted = CASE WHEN $3 = 1 THEN $3 ELSE base_url_trusted END,
              region = COALESCE($5, region), priority = COALESCE($6, priority),
              is_enabled = COALESCE($7, is_enabled),
              cost_per_minute_micros = COALESCE($8, cost_per_minute_micros),

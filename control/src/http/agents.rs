@@ -6,6 +6,7 @@ use super::auth::Problems;
 use super::error::{ApiError, ApiResult, is_unique_violation};
 use super::extract::{WorkspaceMember, WorkspaceRole};
 use super::json::Json;
+use super::voice_providers::check_model;
 use crate::state::AppState;
 use crate::util::{new_id, now_ms, random_token};
 use axum::Router;
@@ -119,10 +120,21 @@ fn check_provider(problems: &mut Problems, provider: &str) {
     }
 }
 
-fn check_voice_config(problems: &mut Problems, v: Option<&Value>) {
+/// `voice_config` is an object; its `model`, if any, an active catalogue model of the
+/// agent's provider (`voice_providers::check_model`).
+async fn check_voice_config(
+    state: &AppState,
+    problems: &mut Problems,
+    provider: &str,
+    v: Option<&Value>,
+) -> ApiResult<()> {
     if v.is_some_and(|v| !v.is_object()) {
         problems.add("voice_config", "must be an object");
+    } else if VOICE_PROVIDERS.contains(&provider) {
+        let model = v.and_then(|v| v.get("model"));
+        check_model(state, problems, "voice_config.model", provider, model).await?;
     }
+    Ok(())
 }
 
 fn check_name(problems: &mut Problems, name: &str) {
@@ -227,14 +239,17 @@ struct CreateBody {
 }
 
 /// The plan's agent allowance (`subscription_tiers.max_agents`).
-async fn check_agent_allowance(state: &AppState, workspace_id: &str) -> ApiResult<()> {
+async fn check_agent_allowance(
+    conn: &mut sqlx::AnyConnection,
+    workspace_id: &str,
+) -> ApiResult<()> {
     let (max, count): (Option<i64>, i64) = sqlx::query_as(
         "SELECT t.max_agents, (SELECT COUNT(*) FROM voice_agents a WHERE a.workspace_id = w.id)
          FROM workspaces w JOIN subscription_tiers t ON t.tier_name = w.subscription_tier
          WHERE w.id = $1",
     )
     .bind(workspace_id)
-    .fetch_one(&state.db.pool)
+    .fetch_one(conn)
     .await?;
     match max {
         Some(max) if count >= max => Err(ApiError::conflict(
@@ -268,7 +283,7 @@ async fn create(
         .clone()
         .unwrap_or_else(|| "openai".into());
     check_provider(&mut problems, &provider);
-    check_voice_config(&mut problems, body.voice_config.as_ref());
+    check_voice_config(&state, &mut problems, &provider, body.voice_config.as_ref()).await?;
     let config = normalize_config(&mut problems, body.config.as_ref());
     let (enabled_call, enabled_chat) = (
         body.enabled_call.unwrap_or(true),
@@ -298,7 +313,10 @@ async fn create(
         }
     }
     problems.into_result()?;
-    check_agent_allowance(&state, &member.workspace_id).await?;
+    // The allowance check and the insert are one step (L12).
+    let mut tx = state.db.pool.begin().await?;
+    super::workspaces::lock_for_create(&mut tx, &member.workspace_id).await?;
+    check_agent_allowance(&mut tx, &member.workspace_id).await?;
 
     let id = new_id("agt");
     let now = now_ms();
@@ -320,7 +338,7 @@ async fn create(
     .bind(i64::from(enabled_call))
     .bind(format!("pk_{}", random_token()))
     .bind(now)
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => return Err(number_taken()),
@@ -328,6 +346,7 @@ async fn create(
             other?;
         }
     }
+    tx.commit().await?;
     let agent = fetch(&state, &member.workspace_id, &id).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "agent": agent }))))
 }
@@ -393,7 +412,20 @@ async fn update(
     if let Some(p) = body.voice_provider.as_deref() {
         check_provider(&mut problems, p);
     }
-    check_voice_config(&mut problems, body.voice_config.as_ref());
+    // The model is checked against the provider it will be used with: a new provider with
+    // the stored voice_config, or a new voice_config with the stored provider.
+    if body.voice_provider.is_some() || body.voice_config.is_some() {
+        let provider = body
+            .voice_provider
+            .as_deref()
+            .or(current["voice_provider"].as_str())
+            .unwrap_or_default();
+        let voice_config = body
+            .voice_config
+            .as_ref()
+            .unwrap_or(&current["voice_config"]);
+        check_voice_config(&state, &mut problems, provider, Some(voice_config)).await?;
+    }
     let config = body
         .config
         .as_ref()

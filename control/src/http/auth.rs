@@ -20,6 +20,7 @@ use vocalized_shared::call_settings::FieldError;
 
 const VERIFY_TTL_MS: i64 = 48 * 3600 * 1000;
 const RESET_TTL_MS: i64 = 3600 * 1000;
+const MAX_EMAIL_BYTES: usize = 254;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -126,7 +127,8 @@ async fn signup(
     }
     problems.into_result()?;
     let email = email.expect("checked above");
-    let password_hash = password::hash(body.password.as_deref().unwrap_or_default());
+    let password_hash =
+        password::hash_off_runtime(body.password.as_deref().unwrap_or_default()).await;
 
     let user_id = new_id("usr");
     let now = now_ms();
@@ -170,6 +172,7 @@ async fn signup(
     );
     email::queue(
         &mut tx,
+        &state.config.master_key,
         &email,
         "Confirm your Vocalized email address",
         &format!("Welcome to Vocalized, {name}.\n\nConfirm your email address: {link}\n\nOr POST this token to /api/v1/auth/verify-email: {verify_token}\n"),
@@ -203,29 +206,44 @@ impl LoginBody {
         state.limiter.hit(Bucket::LoginIp, ip, now)?;
         let mut problems = Problems::default();
         let raw = problems.required("email", &self.email).to_owned();
+        // No address is longer (RFC 5321); a longer one is junk, refused before it can
+        // become a rate-limit key.
+        if raw.len() > MAX_EMAIL_BYTES {
+            problems.add("email", "must be at most 254 characters");
+        }
         let password = self.password.unwrap_or_default();
         if password.is_empty() {
             problems.add("password", "is required");
         }
         problems.into_result()?;
         let email = normalize_email(&raw).unwrap_or(raw.to_lowercase());
+        let account = format!("{scope}{email}");
+        // The per-account limit stops guessing from many addresses, but must not let a
+        // stranger lock the owner out: an address this account signed in from before
+        // still gets to try (under its per-IP limit).
+        if let Err(refused) = state.limiter.hit(Bucket::LoginEmail, &account, now)
+            && !state.limiter.is_known_login(&account, ip, now)
+        {
+            return Err(refused);
+        }
+        Ok((email, password))
+    }
+
+    /// Call after a successful sign-in: remembers the address for the per-account limit.
+    pub fn remember(state: &AppState, ip: &str, scope: &str, email: &str) {
         state
             .limiter
-            .hit(Bucket::LoginEmail, &format!("{scope}{email}"), now)?;
-        Ok((email, password))
+            .remember_login(&format!("{scope}{email}"), ip, now_ms());
     }
 }
 
 /// Checks a password against the account found (or not) for the email. An unknown email
 /// costs the same argon2 work as a wrong password and gets the same answer.
-pub fn check_password(password: &str, found: Option<(&str, i64)>) -> ApiResult<()> {
-    let Some((hash, is_active)) = found else {
-        password::verify(password, password::dummy_hash());
+pub async fn check_password(password: &str, found: Option<(&str, i64)>) -> ApiResult<()> {
+    let matches = password::verify_off_runtime(password, found.map(|(hash, _)| hash)).await;
+    let Some((_, is_active)) = found.filter(|_| matches) else {
         return Err(ApiError::Unauthorized("wrong email or password"));
     };
-    if !password::verify(password, hash) {
-        return Err(ApiError::Unauthorized("wrong email or password"));
-    }
     if is_active != 1 {
         return Err(ApiError::Forbidden("this account has been deactivated"));
     }
@@ -244,8 +262,9 @@ async fn login(
     .bind(&email)
     .fetch_optional(&state.db.pool)
     .await?;
-    check_password(&password, row.as_ref().map(|r| (r.3.as_str(), r.4)))?;
+    check_password(&password, row.as_ref().map(|r| (r.3.as_str(), r.4))).await?;
     let (id, email, name, _, _) = row.expect("checked above");
+    LoginBody::remember(&state, &ip, "", &email);
     sqlx::query("UPDATE client_users SET last_login = $1 WHERE id = $2")
         .bind(now_ms())
         .bind(&id)
@@ -392,6 +411,7 @@ async fn forgot_password(
         let link = format!("{}/reset-password?token={token}", state.config.public_url);
         email::queue(
             &mut tx,
+            &state.config.master_key,
             &email,
             "Reset your Vocalized password",
             &format!("Hi {name},\n\nReset your password within an hour: {link}\n\nOr POST this token with new_password to /api/v1/auth/reset-password: {token}\n\nIf you did not ask for this, ignore this email.\n"),
@@ -425,7 +445,7 @@ async fn reset_password(
         problems.add("new_password", why);
     }
     problems.into_result()?;
-    let password_hash = password::hash(&new_password);
+    let password_hash = password::hash_off_runtime(&new_password).await;
     let mut tx = state.db.pool.begin().await?;
     let user_id = redeem_user_token(&mut tx, &token, "reset_password").await?;
     sqlx::query("UPDATE client_users SET password_hash = $1, updated_at = $2 WHERE id = $3")

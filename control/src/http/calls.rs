@@ -96,7 +96,7 @@ async fn list(
     .bind(f.from)
     .bind(f.to)
     .bind(limit)
-    // Saturating: a huge page number is an empty page, not an overflow panic.
+    // Saturating: `?page=9223372036854775807` is an empty page, not an overflow (L1).
     .bind((page - 1).saturating_mul(limit))
     .fetch_all(&state.db.pool)
     .await?;

@@ -1,6 +1,8 @@
 //! Workspace members and invitations. Owners and admins invite (by email, with a
-//! single-use token that expires in 7 days), change roles and remove members; anyone but
-//! the owner may leave. The owner's membership cannot be changed here.
+//! single-use token that expires in 7 days), change roles and remove members; only the
+//! owner changes or removes an admin; anyone but the owner may leave. The owner's
+//! membership cannot be changed here. An invitation is only as good as its sender's
+//! standing: it dies when they leave or drop below admin.
 
 use super::auth::Problems;
 use super::error::{ApiError, ApiResult, is_unique_violation};
@@ -160,6 +162,7 @@ async fn invite(
     let link = format!("{}/invitations/{token}", state.config.public_url);
     email::queue(
         &mut tx,
+        &state.config.master_key,
         &email,
         &format!("You are invited to {workspace_name} on Vocalized"),
         &format!(
@@ -212,12 +215,22 @@ async fn change_role(
     if current == WorkspaceRole::Owner {
         return Err(ApiError::Forbidden("the owner's role cannot be changed"));
     }
+    if current == WorkspaceRole::Admin && member.role != WorkspaceRole::Owner {
+        return Err(ApiError::Forbidden(
+            "only the owner can change an admin's role",
+        ));
+    }
+    let mut tx = state.db.pool.begin().await?;
     sqlx::query("UPDATE workspace_members SET role = $1 WHERE workspace_id = $2 AND user_id = $3")
         .bind(role.as_str())
         .bind(&member.workspace_id)
         .bind(&user_id)
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
+    if role < WorkspaceRole::Admin {
+        revoke_invitations_from(&mut tx, &member.workspace_id, &user_id).await?;
+    }
+    tx.commit().await?;
     Ok(axum::Json(
         json!({ "member": { "user_id": user_id, "role": role.as_str() } }),
     ))
@@ -238,12 +251,38 @@ async fn remove(
             "the owner cannot be removed; delete the workspace instead",
         ));
     }
+    if !leaving && current == WorkspaceRole::Admin && member.role != WorkspaceRole::Owner {
+        return Err(ApiError::Forbidden("only the owner can remove an admin"));
+    }
+    let mut tx = state.db.pool.begin().await?;
     sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2")
         .bind(&member.workspace_id)
         .bind(&user_id)
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
+    revoke_invitations_from(&mut tx, &member.workspace_id, &user_id).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An invitation carries its sender's authority: when the sender leaves, is removed or
+/// drops below admin, their pending invitations go too (L3). Acceptance rechecks as well
+/// (`pending`), for invitations that predate this rule.
+async fn revoke_invitations_from(
+    conn: &mut sqlx::AnyConnection,
+    workspace_id: &str,
+    inviter_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE invitations SET revoked_at = $1
+         WHERE workspace_id = $2 AND invited_by = $3 AND accepted_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(workspace_id)
+    .bind(inviter_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn revoke_invitation(
@@ -274,7 +313,10 @@ async fn pending(state: &AppState, token: &str) -> ApiResult<PendingInvitation> 
     sqlx::query_as(
         "SELECT i.id, i.workspace_id, i.email, i.role, i.expires_at, w.name
          FROM invitations i JOIN workspaces w ON w.id = i.workspace_id
-         WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > $2",
+         WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > $2
+           AND EXISTS (SELECT 1 FROM workspace_members s
+                       WHERE s.workspace_id = i.workspace_id AND s.user_id = i.invited_by
+                         AND s.role IN ('admin', 'owner'))",
     )
     .bind(sha256_hex(token))
     .bind(now_ms())

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_auth;
+pub mod admin_numbers;
 pub mod admin_providers;
 pub mod agents;
 pub mod auth;
@@ -25,6 +26,7 @@ use crate::metrics::HttpLabels;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use error::ApiError;
@@ -46,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin_auth::router())
         .merge(admin::router())
         .merge(admin_providers::router())
+        .merge(admin_numbers::router())
         .merge(voice_providers::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
@@ -65,9 +68,26 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The method as a label from a fixed set: hyper accepts any token as a method, and each
+/// new label value would be a series kept for the life of the process (M7).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -438,6 +438,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Admin,
         "Platform default priorities and enabled flags in one call (admin+)",
     ),
+    ep(
+        "GET",
+        "/api/v1/admin/phone-numbers",
+        Admin,
+        "Registered phone numbers; ?verification_status=unverified is the queue (support+)",
+    ),
+    ep(
+        "POST",
+        "/api/v1/admin/phone-numbers/{number_id}/verify",
+        Admin,
+        "Verify that a number belongs to its workspace, so platform calls route (admin+)",
+    ),
 ];
 
 pub fn document() -> Value {

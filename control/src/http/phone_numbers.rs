@@ -1,6 +1,8 @@
 //! Phone numbers (seed Phase II "Phone Numbers (Client)"): registering a number the
 //! workspace already owns at Twilio (buying numbers comes later). E.164 only; a number
-//! belongs to one workspace on the whole platform.
+//! belongs to one workspace on the whole platform. A new number is unverified: calls to it
+//! through the platform's Twilio account are refused until a platform admin verifies it
+//! (`admin_numbers`), so registering someone else's number gets the squatter nothing.
 
 use super::auth::Problems;
 use super::error::{ApiError, ApiResult, is_unique_violation};
@@ -46,6 +48,11 @@ struct NumberView {
     provider: String,
     provider_sid: Option<String>,
     status: String,
+    /// `verified` once a platform admin proved the number belongs to this workspace;
+    /// until then calls to it through the platform's Twilio account are refused
+    /// (`number_unverified`). A workspace's own Twilio account proves its numbers itself.
+    verification_status: String,
+    verified_at: Option<i64>,
     agent_id: Option<String>,
     agent_name: Option<String>,
     created_at: i64,
@@ -54,7 +61,8 @@ struct NumberView {
 
 const NUMBER_SELECT: &str =
     "SELECT p.id, p.phone_number, p.friendly_name, p.provider, p.provider_sid, p.status,
-        a.id AS agent_id, a.name AS agent_name, p.created_at, p.updated_at
+        CASE WHEN p.verified_at IS NULL THEN 'unverified' ELSE 'verified' END AS verification_status,
+        p.verified_at, a.id AS agent_id, a.name AS agent_name, p.created_at, p.updated_at
  FROM phone_numbers p LEFT JOIN voice_agents a ON a.phone_number_id = p.id";
 
 async fn fetch(state: &AppState, workspace_id: &str, id: &str) -> ApiResult<NumberView> {
@@ -115,13 +123,16 @@ async fn create(
     }
     problems.into_result()?;
 
+    // The allowance check and the insert are one step (L12).
+    let mut tx = state.db.pool.begin().await?;
+    super::workspaces::lock_for_create(&mut tx, &member.workspace_id).await?;
     let (max, count): (Option<i64>, i64) = sqlx::query_as(
         "SELECT t.max_phone_numbers, (SELECT COUNT(*) FROM phone_numbers p WHERE p.workspace_id = w.id)
          FROM workspaces w JOIN subscription_tiers t ON t.tier_name = w.subscription_tier
          WHERE w.id = $1",
     )
     .bind(&member.workspace_id)
-    .fetch_one(&state.db.pool)
+    .fetch_one(&mut *tx)
     .await?;
     if let Some(max) = max.filter(|max| count >= *max) {
         return Err(ApiError::conflict(
@@ -143,7 +154,7 @@ async fn create(
     .bind(body.provider_sid.as_deref())
     .bind(body.friendly_name.as_deref().map(str::trim))
     .bind(now)
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
@@ -156,6 +167,7 @@ async fn create(
             other?;
         }
     }
+    tx.commit().await?;
     let number = fetch(&state, &member.workspace_id, &id).await?;
     Ok((
         StatusCode::CREATED,

@@ -10,6 +10,7 @@ use super::error::{ApiError, ApiResult};
 use super::rejection::Form;
 use crate::calls::admission::{self, NOT_IN_SERVICE};
 use crate::calls::plan::mint_stream_token;
+use crate::crypto::SealedAt;
 use crate::state::AppState;
 use crate::twilio::{signature, twiml};
 use crate::util::{new_id, now_ms};
@@ -71,7 +72,8 @@ async fn verify(
     .fetch_all(&state.db.pool)
     .await?;
     for (id, workspace_id, sealed) in accounts {
-        let Ok(credentials) = state.config.master_key.open(&sealed) else {
+        let at = SealedAt::new("integration_accounts", "credentials_encrypted", id.as_str());
+        let Ok(credentials) = state.config.master_key.open_at(&sealed, &at) else {
             tracing::error!(integration_account_id = %id, "Twilio credentials do not open under the master key");
             continue;
         };
@@ -105,10 +107,21 @@ async fn inbound(
         tracing::info!("voice webhook for a number not in service");
         return Ok(xml(twiml::say_and_hang_up(NOT_IN_SERVICE)));
     };
+    // The platform's account signs for every number on it, so its signature proves
+    // nothing about who owns the number: only a number a platform admin verified for
+    // this workspace routes (H2). No call row either, so whoever registered someone
+    // else's number never sees its callers.
+    if account.is_none() && !is_verified(&state, &target.phone_number_id).await? {
+        tracing::info!(workspace_id = %target.workspace_id, code = NUMBER_UNVERIFIED, "call refused");
+        return Ok(xml(twiml::say_and_hang_up_coded(
+            NOT_IN_SERVICE,
+            NUMBER_UNVERIFIED,
+        )));
+    }
     let integration_id = account.map(|(id, _)| id);
 
     // Twilio retries a webhook it got no answer to: the same CallSid gets the same call and
-    // a fresh token instead of a second call row.
+    // a fresh token instead of a second call row, and the earlier tokens stop working.
     let existing: Option<(String, String)> = sqlx::query_as(
         "SELECT id, status FROM calls WHERE provider_call_sid = $1 AND workspace_id = $2",
     )
@@ -118,9 +131,16 @@ async fn inbound(
     .await?;
 
     let now = now_ms();
-    if let Some(refusal) = admission::check(&state.db, &target).await? {
-        if existing.is_none() {
-            sqlx::query(
+    // A retry for a call still waiting for its stream keeps the place it was given.
+    let retry_of = existing
+        .as_ref()
+        .filter(|(_, status)| ["queued", "ringing"].contains(&status.as_str()))
+        .map(|(id, _)| id.as_str());
+    let slot = match admission::admit(&state, &target, retry_of).await? {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            if existing.is_none() {
+                sqlx::query(
                 "INSERT INTO calls (id, workspace_id, agent_id, phone_number_id, integration_account_id, source, direction,
                                     status, caller_number, to_number, provider_call_sid, error_code, error_message,
                                     started_at, ended_at, created_at, updated_at)
@@ -139,14 +159,21 @@ async fn inbound(
             .bind(now)
             .execute(&state.db.pool)
             .await?;
+            }
+            tracing::info!(workspace_id = %target.workspace_id, code = refusal.code(), "call refused");
+            return Ok(xml(twiml::say_and_hang_up(refusal.message())));
         }
-        tracing::info!(workspace_id = %target.workspace_id, code = refusal.code(), "call refused");
-        return Ok(xml(twiml::say_and_hang_up(refusal.message())));
-    }
+    };
 
     let mut tx = state.db.pool.begin().await?;
     let call_id = match existing {
-        Some((id, status)) if ["queued", "ringing"].contains(&status.as_str()) => id,
+        Some((id, status)) if ["queued", "ringing"].contains(&status.as_str()) => {
+            if !retire_tokens(&mut tx, &id, now).await? {
+                // A stream already redeemed a token: the call is being bridged.
+                return Ok(xml(twiml::say_and_hang_up(NOT_IN_SERVICE)));
+            }
+            id
+        }
         Some(_) => {
             // The call already connected or ended: a late retry must not start it again.
             return Ok(xml(twiml::say_and_hang_up(NOT_IN_SERVICE)));
@@ -176,11 +203,55 @@ async fn inbound(
     };
     let token = mint_stream_token(&mut tx, &target.workspace_id, &call_id).await?;
     tx.commit().await?;
+    admission::hold_until_streamed(&state, &call_id, slot);
     tracing::info!(%call_id, workspace_id = %target.workspace_id, "call admitted; connecting the stream");
     Ok(xml(twiml::connect_stream(
         &state.config.twilio_stream_url(),
         &token,
     )))
+}
+
+/// A retry of the voice webhook for a call that has not connected yet (security review
+/// L9): deletes the call's unused stream tokens, so only the token about to be minted can
+/// bridge it, and answers whether one may be minted (`false` once a stream redeemed one).
+///
+/// The call row is locked first (an UPDATE), so concurrent retries for one call take
+/// turns. A stream redeeming an old token either wins the token's row before the DELETE
+/// (then this sees it used and mints nothing) or finds the row gone: either way at most
+/// one token of a call is ever redeemed.
+async fn retire_tokens(
+    tx: &mut sqlx::AnyConnection,
+    call_id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query("UPDATE calls SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(call_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM call_stream_tokens WHERE call_id = $1 AND used_at IS NULL")
+        .bind(call_id)
+        .execute(&mut *tx)
+        .await?;
+    let (used,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM call_stream_tokens WHERE call_id = $1 AND used_at IS NOT NULL",
+    )
+    .bind(call_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(used == 0)
+}
+
+/// The refusal of a call to a number no admin has verified (see `admin_numbers`).
+pub const NUMBER_UNVERIFIED: &str = "number_unverified";
+
+async fn is_verified(state: &AppState, phone_number_id: &str) -> ApiResult<bool> {
+    let (verified_at,): (Option<i64>,) =
+        sqlx::query_as("SELECT verified_at FROM phone_numbers WHERE id = $1")
+            .bind(phone_number_id)
+            .fetch_one(&state.db.pool)
+            .await?;
+    Ok(verified_at.is_some())
 }
 
 fn non_empty(s: &str) -> Option<&str> {

@@ -10,6 +10,7 @@ use super::auth::Problems;
 use super::error::{ApiError, ApiResult, is_unique_violation};
 use super::extract::{WorkspaceMember, WorkspaceRole};
 use super::json::Json;
+use crate::crypto::SealedAt;
 use crate::state::AppState;
 use crate::util::{new_id, now_ms};
 use axum::Router;
@@ -47,6 +48,101 @@ pub(super) fn check_provider(problems: &mut Problems, field: &str, name: &str) {
             "must be one of openai, gemini, elevenlabs, deepgram, echo",
         );
     }
+}
+
+/// Whether `model` is 1-100 of `[A-Za-z0-9._:/-]`: every catalogue name fits, and nothing
+/// that means something in a URL (`&`, `=`, `#`, `?`, `%`, spaces) can reach a provider's
+/// WebSocket URL (security review L2).
+pub(super) fn model_name_ok(model: &str) -> bool {
+    (1..=100).contains(&model.len())
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
+}
+
+/// A model a tenant names — an agent's `voice_config.model`, a provider config's `model` —
+/// must be an active `realtime_models` row of `provider` (agents call Gemini `google`),
+/// so every call is priced from the catalogue and cannot ask the platform's account for a
+/// model (or an ElevenLabs agent) no one priced (security review M1). Absent, `null` or
+/// `""` means the platform's default.
+pub(super) async fn check_model(
+    state: &AppState,
+    problems: &mut Problems,
+    field: &str,
+    provider: &str,
+    model: Option<&Value>,
+) -> ApiResult<()> {
+    let model = match model {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::String(m)) if m.is_empty() => return Ok(()),
+        Some(Value::String(m)) => m,
+        Some(_) => {
+            problems.add(field, "must be a string");
+            return Ok(());
+        }
+    };
+    if !model_name_ok(model) {
+        problems.add(
+            field,
+            "must be 1-100 letters, digits, '.', '_', ':', '/' or '-'",
+        );
+        return Ok(());
+    }
+    let catalogue_provider = if provider == "google" {
+        "gemini"
+    } else {
+        provider
+    };
+    let found: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM realtime_models WHERE provider = $1 AND model_name = $2 AND is_active = 1",
+    )
+    .bind(catalogue_provider)
+    .bind(model)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if found.is_none() {
+        problems.add(
+            field,
+            &format!("is not an active {catalogue_provider} model of the model catalogue"),
+        );
+    }
+    Ok(())
+}
+
+/// The tenant-chosen names in a workspace provider config: `model` as [`check_model`];
+/// ElevenLabs' `agent_id` (an agent on the key's account) only for safe characters.
+async fn check_config_names(
+    state: &AppState,
+    problems: &mut Problems,
+    provider: &str,
+    config: Option<&Value>,
+) -> ApiResult<()> {
+    let Some(config) = config.and_then(Value::as_object) else {
+        return Ok(());
+    };
+    if !PROVIDER_NAMES.contains(&provider) {
+        return Ok(());
+    }
+    check_model(
+        state,
+        problems,
+        "config.model",
+        provider,
+        config.get("model"),
+    )
+    .await?;
+    if provider == "elevenlabs"
+        && let Some(agent_id) = config.get("agent_id")
+        && !agent_id
+            .as_str()
+            .is_some_and(|a| a.is_empty() || model_name_ok(a))
+    {
+        problems.add(
+            "config.agent_id",
+            "must be 1-100 letters, digits, '.', '_', ':', '/' or '-'",
+        );
+    }
+    Ok(())
 }
 
 const MAX_KEY_CHARS: usize = 4096;
@@ -288,6 +384,7 @@ async fn create(
     check_own_key(&mut problems, uses_platform_key, key.is_some());
     check_priority(&mut problems, "priority", body.priority);
     let config = check_config(&mut problems, body.config.as_ref());
+    check_config_names(&state, &mut problems, &provider, body.config.as_ref()).await?;
     problems.into_result()?;
     insert_config(
         &state,
@@ -295,7 +392,10 @@ async fn create(
         &provider,
         Settings {
             uses_platform_key,
-            sealed: key.map(|k| state.config.master_key.seal(&k)),
+            sealed: key.map(|k| {
+                let at = SealedAt::workspace_provider_key(&member.workspace_id, &provider);
+                state.config.master_key.seal_at(&k, &at)
+            }),
             priority: body.priority.unwrap_or(0),
             is_enabled: body.is_enabled.unwrap_or(true),
             config: config.unwrap_or_else(|| "{}".into()),
@@ -348,8 +448,14 @@ async fn insert_config(
 }
 
 /// Applies `body` to the stored row (or to defaults when `existing` is `None`).
-fn merge(state: &AppState, existing: Option<&ConfigRow>, body: UpdateBody) -> ApiResult<Settings> {
-    let mut problems = Problems::default();
+/// `problems` holds what the caller already found wrong.
+fn merge(
+    state: &AppState,
+    at: &SealedAt,
+    mut problems: Problems,
+    existing: Option<&ConfigRow>,
+    body: UpdateBody,
+) -> ApiResult<Settings> {
     let change = key_change(&mut problems, body.api_key);
     check_priority(&mut problems, "priority", body.priority);
     let config = check_config(&mut problems, body.config.as_ref());
@@ -357,7 +463,7 @@ fn merge(state: &AppState, existing: Option<&ConfigRow>, body: UpdateBody) -> Ap
     let (sealed, key_given) = match change {
         KeyChange::Keep => (old_sealed, false),
         KeyChange::Clear => (None, false),
-        KeyChange::Set(key) => (Some(state.config.master_key.seal(&key)), true),
+        KeyChange::Set(key) => (Some(state.config.master_key.seal_at(&key, at)), true),
     };
     let uses_platform_key = match (body.uses_platform_key, existing) {
         (Some(u), _) => u,
@@ -424,7 +530,10 @@ async fn update(
     let existing = fetch_config(&state, &member.workspace_id, &provider)
         .await?
         .ok_or(ApiError::NotFound("provider"))?;
-    let settings = merge(&state, Some(&existing), body)?;
+    let mut problems = Problems::default();
+    check_config_names(&state, &mut problems, &provider, body.config.as_ref()).await?;
+    let at = SealedAt::workspace_provider_key(&member.workspace_id, &provider);
+    let settings = merge(&state, &at, problems, Some(&existing), body)?;
     write_update(&state, &member.workspace_id, &provider, settings).await?;
     Ok(axum::Json(
         respond(&state, &member.workspace_id, &provider).await?,
@@ -444,7 +553,10 @@ async fn upsert(
     check_provider(&mut problems, "provider", &provider);
     problems.into_result()?;
     let existing = fetch_config(&state, &member.workspace_id, &provider).await?;
-    let settings = merge(&state, existing.as_ref(), body)?;
+    let mut problems = Problems::default();
+    check_config_names(&state, &mut problems, &provider, body.config.as_ref()).await?;
+    let at = SealedAt::workspace_provider_key(&member.workspace_id, &provider);
+    let settings = merge(&state, &at, problems, existing.as_ref(), body)?;
     let status = if existing.is_some() {
         write_update(&state, &member.workspace_id, &provider, settings).await?;
         StatusCode::OK
@@ -684,6 +796,31 @@ async fn put_strategy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_names_are_plain_characters() {
+        for ok in [
+            "gpt-realtime",
+            "gemini-2.5-flash-native-audio-preview-09-2025",
+            "ft:gpt-4o:acme:x:1",
+            "models/gemini-live",
+        ] {
+            assert!(model_name_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "gpt-realtime&foo=bar",
+            "a#b",
+            "a b",
+            "a%26",
+            "a?b",
+            "é",
+            &"x".repeat(101),
+        ] {
+            assert!(!model_name_ok(bad), "{bad}");
+        }
+        assert!(model_name_ok(&"x".repeat(100)));
+    }
 
     #[test]
     fn quoted_values_are_cut_from_messages() {

@@ -3,8 +3,17 @@
 //! capability AND agent live), the button's look, the greeting and the ICE servers. No
 //! secrets here: the public key is meant to be embedded in pages. CORS is open for these
 //! routes only.
+//!
+//! TURN (security review L7): a TURN server's long-term credential is the operator's and
+//! never leaves the server, or anyone could relay through it. With a TURN shared secret
+//! configured, each config carries credentials of the TURN REST API that coturn checks
+//! (`use-auth-secret`): username `<expiry unix s>:<id>`, credential
+//! base64(HMAC-SHA1(secret, username)), valid for [`TURN_CREDENTIAL_TTL_S`]. Without
+//! one, browsers get the STUN servers only (a TURN URL without credentials would make
+//! `RTCPeerConnection` throw).
 
 use super::error::{ApiError, ApiResult};
+use crate::config::{ControlConfig, IceServer};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -62,7 +71,7 @@ async fn config(
         "echoCancellation": settings.echo_cancellation,
         "noiseSuppression": settings.noise_suppression,
         "maxCallDuration": settings.max_call_duration,
-        "iceServers": state.config.ice_servers,
+        "iceServers": browser_ice_servers(&state.config, now_unix_s()),
         "offerUrl": format!("{}/media/webrtc/{public_key}", state.config.public_url),
         "testProvider": voice_provider == "echo",
     });
@@ -74,4 +83,82 @@ async fn config(
         )],
         axum::Json(body),
     ))
+}
+
+/// How long the TURN credentials of one widget config stay valid.
+pub const TURN_CREDENTIAL_TTL_S: u64 = 3600;
+
+fn now_unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn is_turn(server: &IceServer) -> bool {
+    server
+        .urls
+        .iter()
+        .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+}
+
+/// Whether some TURN server would reach browsers only with its long-term credential, so
+/// it is used server-side only (logged once at startup).
+pub fn turn_is_server_side_only(config: &ControlConfig) -> bool {
+    config.turn_shared_secret.is_none() && config.ice_servers.iter().any(is_turn)
+}
+
+/// The ICE servers a browser gets: STUN as configured; TURN with fresh REST credentials
+/// expiring `TURN_CREDENTIAL_TTL_S` after `now_s`, or left out without a shared secret.
+/// Never a configured `credential`.
+pub fn browser_ice_servers(config: &ControlConfig, now_s: u64) -> Vec<IceServer> {
+    config
+        .ice_servers
+        .iter()
+        .filter_map(|server| {
+            if !is_turn(server) {
+                return Some(IceServer {
+                    urls: server.urls.clone(),
+                    username: None,
+                    credential: None,
+                });
+            }
+            let secret = config.turn_shared_secret.as_ref()?;
+            let username = format!(
+                "{}:{}",
+                now_s + TURN_CREDENTIAL_TTL_S,
+                crate::util::new_id("vz")
+            );
+            let credential = turn_rest_credential(secret.expose(), &username);
+            Some(IceServer {
+                urls: server.urls.clone(),
+                username: Some(username),
+                credential: Some(credential),
+            })
+        })
+        .collect()
+}
+
+/// base64(HMAC-SHA1(secret, username)), the TURN REST API's password.
+fn turn_rest_credential(secret: &str, username: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(username.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same value coturn computes from `static-auth-secret`.
+    #[test]
+    fn turn_rest_credential_matches_openssl() {
+        // printf %s "1700000000:vz" | openssl dgst -sha1 -hmac north -binary | base64
+        assert_eq!(
+            turn_rest_credential("north", "1700000000:vz"),
+            "TdNeV46cc5L23xugK+yHRP80J6U="
+        );
+    }
 }

@@ -99,6 +99,25 @@ fn check_fields(
     }
 }
 
+/// How many workspaces one user may own. Each workspace has its own plan limits, so an
+/// unlimited number would multiply them (and phone-number squatting, H2).
+pub const MAX_OWNED_WORKSPACES: i64 = 10;
+
+/// Serialises the plan-limited creates of one workspace (agents, numbers): a no-op write to
+/// its row takes the row lock on Postgres and the database write lock on SQLite, both held
+/// until the transaction ends, so the count a create checks cannot change before its
+/// insert commits. Call it first in the transaction.
+pub async fn lock_for_create(
+    conn: &mut sqlx::AnyConnection,
+    workspace_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE workspaces SET updated_at = updated_at WHERE id = $1")
+        .bind(workspace_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -118,6 +137,21 @@ async fn create(
     let id = new_id("ws");
     let now = now_ms();
     let mut tx = state.db.pool.begin().await?;
+    // The user's row is the lock here (as the workspace row is for agents and numbers).
+    sqlx::query("UPDATE client_users SET updated_at = updated_at WHERE id = $1")
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await?;
+    let (owned,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM workspaces WHERE owner_id = $1")
+        .bind(&user.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if owned >= MAX_OWNED_WORKSPACES {
+        return Err(ApiError::conflict(
+            "workspace_limit_reached",
+            format!("an account may own at most {MAX_OWNED_WORKSPACES} workspaces"),
+        ));
+    }
     sqlx::query(
         "INSERT INTO workspaces (id, name, industry, owner_id, status, subscription_tier, timezone, call_enabled, created_at, updated_at)
          VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $8)",

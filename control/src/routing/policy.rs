@@ -283,6 +283,12 @@ pub struct ProviderCandidate {
     pub platform_key: bool,
     /// False for providers that need no key (the built-in echo).
     pub key_required: bool,
+    /// The call asks this provider for a model the platform chose (its config or the
+    /// default) or one in the active catalogue. When false (a tenant-chosen model or
+    /// ElevenLabs agent id the catalogue does not list), the call's outcomes say more
+    /// about the tenant's setting than about the provider, so they do not feed the
+    /// platform's health (`calls::health`).
+    pub platform_model: bool,
 }
 
 impl ProviderCandidate {
@@ -300,6 +306,7 @@ impl ProviderCandidate {
             workspace_key: false,
             platform_key: false,
             key_required: kind != ProviderKind::Echo,
+            platform_model: true,
         }
     }
 

@@ -36,6 +36,16 @@ pub fn say_and_hang_up(message: &str) -> String {
     )
 }
 
+/// Says `message` and hangs up, naming the refusal's `error_code` in an XML comment, for
+/// refusals that leave no call row to record it (Twilio's request inspector shows it).
+pub fn say_and_hang_up_coded(message: &str, error_code: &'static str) -> String {
+    debug_assert!(!error_code.contains("--"), "an XML comment cannot hold --");
+    format!(
+        "{HEAD}<Response><!-- error_code={error_code} --><Say>{}</Say><Hangup/></Response>",
+        escape(message)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

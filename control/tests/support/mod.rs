@@ -18,6 +18,8 @@ pub const TWILIO_AUTH_TOKEN: &str = "platform-twilio-auth-token";
 pub struct TestApp {
     pub state: AppState,
     pub router: axum::Router,
+    /// The platform admin `verify_number` signs in as, created on first use.
+    verifier: tokio::sync::OnceCell<String>,
     _db: TestDb,
 }
 
@@ -50,24 +52,33 @@ impl TestApp {
     }
 
     pub async fn with_limits(dialect: Dialect, limits: RateLimits) -> Option<Self> {
+        Self::with_config(dialect, |config| config.rate_limits = limits).await
+    }
+
+    /// An app whose configuration `adjust` changes from the tests' default.
+    pub async fn with_config(
+        dialect: Dialect,
+        adjust: impl FnOnce(&mut ControlConfig),
+    ) -> Option<Self> {
         let db = TestDb::new(dialect).await?;
         let mut config = ControlConfig::new(
             db.url.clone(),
             "https://gw.example.com".into(),
             MasterKey::generate(),
         );
-        config.rate_limits = limits;
         config.twilio = Some(vocalized_control::config::TwilioAccount {
             account_sid: TWILIO_ACCOUNT_SID.into(),
             auth_token: vocalized_shared::plan::Secret(TWILIO_AUTH_TOKEN.into()),
         });
         config.openai.url = "ws://127.0.0.1:9/openai-fake".into();
         config.openai.api_key = Some(vocalized_shared::plan::Secret("sk-test-platform".into()));
+        adjust(&mut config);
         let state = AppState::new(db.db.clone(), config);
         let router = vocalized_control::router(state.clone());
         Some(Self {
             state,
             router,
+            verifier: tokio::sync::OnceCell::new(),
             _db: db,
         })
     }
@@ -149,6 +160,23 @@ impl TestApp {
         r.body["token"].as_str().unwrap().to_owned()
     }
 
+    /// Verifies a phone number as a platform admin: calls through the platform's Twilio
+    /// account route only to verified numbers.
+    pub async fn verify_number(&self, number_id: &str) {
+        let admin = self
+            .verifier
+            .get_or_init(|| self.admin("verifier@platform.example", "admin"))
+            .await;
+        let r = self
+            .post(
+                &format!("/api/v1/admin/phone-numbers/{number_id}/verify"),
+                Some(admin),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "verify {number_id}: {}", r.body);
+    }
+
     /// Creates a workspace owned by `token`'s user; returns its id.
     pub async fn workspace(&self, token: &str, name: &str) -> String {
         let r = self
@@ -158,15 +186,18 @@ impl TestApp {
         r.body["workspace"]["id"].as_str().unwrap().to_owned()
     }
 
-    /// The newest email in the outbox to `to`, as (template, body).
+    /// The newest email in the outbox to `to`, as (template, body), the body unsealed.
     pub async fn last_email(&self, to: &str) -> (String, String) {
-        sqlx::query_as(
+        let (template, sealed): (String, String) = sqlx::query_as(
             "SELECT template, body FROM email_outbox WHERE to_email = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .bind(to)
         .fetch_one(&self.state.db.pool)
         .await
-        .unwrap()
+        .unwrap();
+        let body = vocalized_control::email::open_body(&self.state.config.master_key, &sealed)
+            .expect("outbox bodies open under the master key");
+        (template, body)
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {

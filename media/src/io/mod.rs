@@ -16,4 +16,4 @@ pub mod provider_ws;
 pub mod twilio_call;
 pub mod webrtc;
 
-pub use node::{ActiveCall, NodeState};
+pub use node::{ActiveCall, NodeState, OpenPeer};

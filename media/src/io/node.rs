@@ -31,6 +31,17 @@ struct Inner {
     draining: AtomicBool,
     active_calls: AtomicU64,
     calls_started_total: AtomicU64,
+    webrtc_peers_open: AtomicU64,
+    webrtc_peers_built_total: AtomicU64,
+    webrtc_setups_refused_total: AtomicU64,
+}
+
+/// Proof that a WebRTC peer (its sockets, certificate and ICE agent) exists on this node;
+/// the peer holds it, so dropping the peer takes it off `webrtc_peers_open`.
+#[derive(Debug)]
+#[must_use = "the peer counts as open only while this guard lives"]
+pub struct OpenPeer {
+    inner: Arc<Inner>,
 }
 
 /// Proof that a call is running on this node; dropping it (however the call task ends,
@@ -55,6 +66,9 @@ impl NodeState {
                 draining: AtomicBool::new(false),
                 active_calls: AtomicU64::new(0),
                 calls_started_total: AtomicU64::new(0),
+                webrtc_peers_open: AtomicU64::new(0),
+                webrtc_peers_built_total: AtomicU64::new(0),
+                webrtc_setups_refused_total: AtomicU64::new(0),
             }),
         }
     }
@@ -68,6 +82,35 @@ impl NodeState {
         ActiveCall {
             inner: self.inner.clone(),
         }
+    }
+
+    /// Counts a WebRTC peer being built, open until the returned guard is dropped.
+    pub fn track_peer(&self) -> OpenPeer {
+        self.inner.webrtc_peers_open.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .webrtc_peers_built_total
+            .fetch_add(1, Ordering::Relaxed);
+        OpenPeer {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// WebRTC peers built since the process started.
+    pub fn webrtc_peers_built(&self) -> u64 {
+        self.inner.webrtc_peers_built_total.load(Ordering::Relaxed)
+    }
+
+    /// WebRTC peers that exist now.
+    pub fn webrtc_peers_open(&self) -> u64 {
+        self.inner.webrtc_peers_open.load(Ordering::Relaxed)
+    }
+
+    /// Counts a browser offer turned away because the node was setting up as many peers
+    /// as it may at once.
+    pub fn count_setup_refused(&self) {
+        self.inner
+            .webrtc_setups_refused_total
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn active_calls(&self) -> u64 {
@@ -87,7 +130,7 @@ impl NodeState {
     /// The metrics in Prometheus text format. Names are prefixed by subsystem
     /// (`vocalized_media_`) so one scrape config serves control and media nodes alike.
     pub fn render_metrics(&self) -> String {
-        let mut out = String::with_capacity(768);
+        let mut out = String::with_capacity(1_536);
         let mut metric = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
             // Writing into a String cannot fail.
             let _ = write!(
@@ -108,6 +151,27 @@ impl NodeState {
             &self.inner.calls_started_total.load(Ordering::Relaxed),
         );
         metric(
+            "vocalized_media_webrtc_peers_open",
+            "gauge",
+            "WebRTC peers (sockets, certificate, ICE agent) that exist on this node.",
+            &self.webrtc_peers_open(),
+        );
+        metric(
+            "vocalized_media_webrtc_peers_built_total",
+            "counter",
+            "WebRTC peers built since the process started.",
+            &self.webrtc_peers_built(),
+        );
+        metric(
+            "vocalized_media_webrtc_setups_refused_total",
+            "counter",
+            "Browser offers answered 503 because the node was setting up as many peers as it may.",
+            &self
+                .inner
+                .webrtc_setups_refused_total
+                .load(Ordering::Relaxed),
+        );
+        metric(
             "vocalized_media_draining",
             "gauge",
             "1 while the node is shutting down and takes no new calls.",
@@ -120,6 +184,12 @@ impl NodeState {
             &self.inner.started_at.elapsed().as_secs(),
         );
         out
+    }
+}
+
+impl Drop for OpenPeer {
+    fn drop(&mut self) {
+        self.inner.webrtc_peers_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -250,7 +320,7 @@ mod tests {
     fn every_metric_has_help_and_type_lines() {
         let text = NodeState::new().render_metrics();
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 4);
+        assert_eq!(samples.len(), 7);
         for sample in samples {
             let name = sample.split(' ').next().unwrap();
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");

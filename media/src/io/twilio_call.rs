@@ -35,6 +35,12 @@ pub const APOLOGY_ULAW: &[u8] = include_bytes!("../../assets/apology_8k.ulaw");
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Policy-violation close code: the token was missing, used or expired.
 const CLOSE_POLICY: u16 = 1008;
+/// Largest WebSocket message (and frame) read from the socket. Twilio's frames are under
+/// 1 KiB and `start` a few KiB; the socket is unauthenticated until `start` is redeemed, so
+/// tungstenite's defaults (64 MiB messages, 16 MiB frames) would let anyone make the server
+/// buffer tens of MiB per socket. A larger frame fails the read at its header and ends
+/// the socket before its payload is buffered.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Tunables of the phone path.
 #[derive(Clone, Debug)]
@@ -74,6 +80,8 @@ async fn upgrade<L: ControlLink>(
     ws: WebSocketUpgrade,
 ) -> Response {
     ws.read_buffer_size(super::provider_ws::READ_BUFFER_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
             let _active = shared.node.track_call();
             run(socket, shared).await;

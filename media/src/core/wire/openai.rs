@@ -43,10 +43,26 @@ pub struct OpenAiSetup {
 }
 
 /// The WebSocket URL for `model` at `base_url` (`wss://api.openai.com/v1/realtime` or a
-/// regional, Azure or test endpoint).
+/// regional, Azure or test endpoint). The model is a tenant's setting and the request
+/// carries the platform's key, so it is percent-encoded: it cannot add query parameters
+/// or a fragment.
 pub fn connect_url(base_url: &str, model: &str) -> String {
     let sep = if base_url.contains('?') { '&' } else { '?' };
-    format!("{base_url}{sep}model={model}")
+    format!("{base_url}{sep}model={}", query_escape(model))
+}
+
+/// Percent-encodes every byte but RFC 3986's unreserved characters (as ElevenLabs'
+/// `agent_id`).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The provider format OpenAI should speak for a caller format: pass-through where it can.
@@ -522,6 +538,25 @@ mod tests {
         assert_eq!(
             connect_url("wss://api.openai.com/v1/realtime", "gpt-realtime"),
             "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+        );
+    }
+
+    #[test]
+    fn the_model_cannot_add_query_parameters_or_a_fragment() {
+        assert_eq!(
+            connect_url("wss://api.openai.com/v1/realtime", "a&b=c#d"),
+            "wss://api.openai.com/v1/realtime?model=a%26b%3Dc%23d"
+        );
+        assert_eq!(
+            connect_url(
+                "wss://eu.example/realtime?api-version=1",
+                "gpt-realtime-2025-08-28"
+            ),
+            "wss://eu.example/realtime?api-version=1&model=gpt-realtime-2025-08-28"
+        );
+        assert_eq!(
+            connect_url("ws://fake", "x y/%é"),
+            "ws://fake?model=x%20y%2F%25%C3%A9"
         );
     }
 

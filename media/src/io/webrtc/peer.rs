@@ -4,6 +4,7 @@
 //! local Opus track and handing the browser's track and state changes to the call task.
 
 use super::signalling::Refusal;
+use crate::io::node::OpenPeer;
 use axum::http::StatusCode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
@@ -13,6 +14,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
@@ -46,7 +48,16 @@ pub struct WebRtcConfig {
     pub provider_connect_timeout: Duration,
     /// Take the caller's address from `X-Forwarded-For` (behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Most browser calls being set up at once on this node (planned, then a peer built
+    /// and answered: sockets, a DTLS certificate, up to `gather_timeout` of ICE and TURN).
+    /// Offers beyond it are answered 503 with `Retry-After` before anything is built.
+    pub max_peer_setups: usize,
 }
+
+/// Peers set up at once by default: a setup is mostly waiting (ICE gathering, at most
+/// `gather_timeout`), so a 2-core node can have this many in flight, while a flood of
+/// offers cannot pile up sockets and certificates without bound.
+pub const DEFAULT_MAX_PEER_SETUPS: usize = 32;
 
 impl Default for WebRtcConfig {
     fn default() -> Self {
@@ -58,6 +69,7 @@ impl Default for WebRtcConfig {
             connect_timeout: Duration::from_secs(15),
             provider_connect_timeout: Duration::from_secs(3),
             trust_forwarded_for: false,
+            max_peer_setups: DEFAULT_MAX_PEER_SETUPS,
         }
     }
 }
@@ -105,13 +117,47 @@ pub struct Peer {
     pub events: mpsc::UnboundedReceiver<PeerEvent>,
     /// The answer SDP, with every candidate gathered.
     pub answer: String,
+    closer: Closer,
 }
 
 impl Peer {
     /// Closes the connection (idempotent).
     pub async fn close(&self) {
+        self.closer.close().await;
+    }
+}
+
+/// Closes a connection that is dropped unclosed: its sockets, ICE agent and DTLS state
+/// live in tasks of their own and would otherwise outlive the call (a peer abandoned
+/// mid-answer, a task that panicked). Holds the node's count of open peers.
+struct Closer {
+    connection: Arc<dyn PeerConnection>,
+    closed: AtomicBool,
+    _open: OpenPeer,
+}
+
+impl Closer {
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         if let Err(error) = self.connection.close().await {
             debug!(%error, "closing the peer connection");
+        }
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if *self.closed.get_mut() {
+            return;
+        }
+        // Closing is async; outside a runtime (process exit) there is nothing to free.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let connection = Arc::clone(&self.connection);
+            runtime.spawn(async move {
+                if let Err(error) = connection.close().await {
+                    debug!(%error, "closing a dropped peer connection");
+                }
+            });
         }
     }
 }
@@ -144,11 +190,14 @@ fn unavailable(why: impl std::fmt::Display) -> Refusal {
 
 /// Builds a peer for `offer_sdp` (already checked to offer Opus at `payload_type`) and
 /// answers it. A malformed or unusable offer is a 400; failing to build a peer is a 503.
-/// On any error the half-built connection is closed before returning.
+/// On any error the half-built connection is closed before returning; if this future is
+/// dropped midway, it is closed in the background. `open` counts the peer on the node
+/// until the peer is dropped.
 pub async fn answer(
     config: &WebRtcConfig,
     offer_sdp: String,
     payload_type: u8,
+    open: OpenPeer,
 ) -> Result<Peer, Refusal> {
     let offer = RTCSessionDescription::offer(offer_sdp).map_err(bad_offer)?;
 
@@ -206,6 +255,11 @@ pub async fn answer(
             .await
             .map_err(unavailable)?,
     );
+    let closer = Closer {
+        connection: Arc::clone(&connection),
+        closed: AtomicBool::new(false),
+        _open: open,
+    };
 
     let ssrc = rand_ssrc();
     let built = async {
@@ -260,9 +314,10 @@ pub async fn answer(
             payload_type,
             events,
             answer,
+            closer,
         }),
         Err(refusal) => {
-            let _ = connection.close().await;
+            closer.close().await;
             Err(refusal)
         }
     }

@@ -46,13 +46,21 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), Refusal> {
     }
 }
 
-/// A cheap sanity check before a peer is built: an SDP session (`v=0`) with an audio
-/// section offering Opus at 48 kHz. Returns Opus's payload type.
+/// A cheap sanity check before a call is planned and a peer built: an SDP session
+/// (`v=0`) with ICE credentials and a DTLS fingerprint (RFC 8829 §5.2.1: every WebRTC
+/// offer has them), and an audio section offering Opus at 48 kHz. Returns Opus's payload
+/// type.
 pub fn check_offer(sdp: &str) -> Result<u8, Refusal> {
     let bad = |msg: &str| Refusal::new(StatusCode::BAD_REQUEST, "invalid_offer", msg);
     let mut lines = sdp.lines().map(str::trim).filter(|l| !l.is_empty());
     if lines.next() != Some("v=0") {
         return Err(bad("the body is not an SDP offer (it must start with v=0)"));
+    }
+    let has = |prefix: &str| sdp.lines().any(|l| l.trim().starts_with(prefix));
+    if !(has("a=ice-ufrag:") && has("a=ice-pwd:") && has("a=fingerprint:")) {
+        return Err(bad(
+            "the offer is not a WebRTC offer (it needs ice-ufrag, ice-pwd and fingerprint)",
+        ));
     }
     let mut in_audio = false;
     let mut saw_audio = false;
@@ -86,17 +94,23 @@ pub fn plan_refusal(err: &PlanError) -> Refusal {
         PlanError::Refused { code } if code == "too_many_calls" => Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
             code,
-            "too many calls; try again later",
+            "too many calls from this address; try again later",
+        ),
+        PlanError::Refused { code } if code == "concurrency_limit" => Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            code,
+            "this agent is taking as many calls as it can; try again later",
         ),
         PlanError::Refused { code } => Refusal::new(
             StatusCode::FORBIDDEN,
             code,
             format!("the call was refused: {code}"),
         ),
-        PlanError::Unavailable(why) => Refusal::new(
+        // The reason (a database error, say) is for the logs, not for anonymous callers.
+        PlanError::Unavailable(_) => Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            format!("the call service is unavailable: {why}"),
+            "the call service is unavailable; try again shortly",
         ),
     }
 }
@@ -106,7 +120,9 @@ mod tests {
     use super::*;
 
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-        m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n";
+        a=fingerprint:sha-256 AB:CD\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\n\
+        a=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n";
 
     #[test]
     fn content_type_must_be_sdp() {
@@ -124,12 +140,16 @@ mod tests {
     fn offers_need_opus_audio() {
         assert_eq!(check_offer(OFFER), Ok(111));
         let no_opus = OFFER.replace("a=rtpmap:111 opus/48000/2\r\n", "");
-        let video_only = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 opus/48000/2\r\n";
+        let video_only = OFFER.replace("m=audio", "m=video");
+        let no_credentials = OFFER.replace("a=ice-pwd:p\r\n", "");
+        let no_fingerprint = OFFER.replace("a=fingerprint:sha-256 AB:CD\r\n", "");
         for bad in [
             "",
             "hello",
             no_opus.as_str(),
-            video_only,
+            video_only.as_str(),
+            no_credentials.as_str(),
+            no_fingerprint.as_str(),
             "v=0\r\na=rtpmap:x opus/48000/2",
         ] {
             let err = check_offer(bad).unwrap_err();
@@ -148,7 +168,21 @@ mod tests {
         assert_eq!(refused("calling_disabled"), StatusCode::FORBIDDEN);
         assert_eq!(refused("balance_exhausted"), StatusCode::FORBIDDEN);
         assert_eq!(refused("too_many_calls"), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused("concurrency_limit"), StatusCode::TOO_MANY_REQUESTS);
         let down = plan_refusal(&PlanError::Unavailable("db".into()));
         assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn an_unavailable_control_plane_does_not_leak_its_error_to_the_caller() {
+        let inner =
+            "error returned from database: (code: 5) database is locked at /var/lib/secret.db";
+        let refusal = plan_refusal(&PlanError::Unavailable(inner.into()));
+        assert_eq!(refusal.status, StatusCode::SERVICE_UNAVAILABLE);
+        let body = refusal.body().to_string();
+        for leak in ["database", "secret", "locked", "code: 5"] {
+            assert!(!body.contains(leak), "{leak:?} reached the caller: {body}");
+        }
+        assert_eq!(refusal.body()["error"]["code"], "unavailable");
     }
 }
