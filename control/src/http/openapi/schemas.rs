@@ -299,9 +299,13 @@ pub fn contract(method: &str, path: &str) -> Contract {
         ("GET", "/api/v1/workspaces") => {
             ok(object(&[("workspaces", array(c("WorkspaceSummary")))]))
         }
-        ("POST", "/api/v1/workspaces") => created(object(&[("workspace", c("Workspace"))])).body(
-            request(&[("name", s())], &[("industry", s()), ("timezone", s())]),
-        ),
+        // 409: a user owns at most so many workspaces.
+        ("POST", "/api/v1/workspaces") => created(object(&[("workspace", c("Workspace"))]))
+            .body(request(
+                &[("name", s())],
+                &[("industry", s()), ("timezone", s())],
+            ))
+            .errors(&[409]),
         ("GET", p) if p == ws => ok(object(&[
             ("workspace", c("Workspace")),
             ("role", s()),
