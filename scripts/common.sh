@@ -112,3 +112,23 @@ drop_leftover_test_databases() {
             true
         done
 }
+
+# schemathesis (PyPI), the property-based API tester scripts/api-contract runs, in a venv
+# under target/ (ignored by git) at a pinned version so every run generates alike.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV=target/schemathesis-venv
+ensure_schemathesis() {
+    if [ "$("$SCHEMATHESIS_VENV/bin/st" --version 2>/dev/null)" = "st, version $SCHEMATHESIS_VERSION" ]; then
+        return 0
+    fi
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        say "installing python3-venv (for schemathesis)"
+        apt_install python3 python3-venv
+    fi
+    say "installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV"
+    rm -rf "$SCHEMATHESIS_VENV"
+    mkdir -p "$(dirname "$SCHEMATHESIS_VENV")"
+    python3 -m venv "$SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION"
+}

@@ -4,10 +4,11 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::WorkspaceMember;
+use super::rejection::Query;
 use crate::state::AppState;
 use crate::util::now_ms;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};

@@ -17,8 +17,24 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            // serde reads a struct from an array too (its fields in order): `[null]` was
+            // taken for `{}`. Every body this API takes is an object.
+            Ok(axum::Json(value)) if !value.is_object() => Err(ApiError::BadRequest {
+                code: "invalid_body",
+                message: "the body must be a JSON object".into(),
+            }),
+            Ok(axum::Json(value)) if super::rejection::has_nul(&value) => {
+                Err(super::rejection::nul_in_body())
+            }
+            Ok(axum::Json(value)) => {
+                serde_json::from_value::<T>(value)
+                    .map(Json)
+                    .map_err(|e| ApiError::BadRequest {
+                        code: "invalid_body",
+                        message: format!("the body has the wrong shape: {e}"),
+                    })
+            }
             Err(rejection) => Err(match rejection {
                 JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest {
                     code: "unsupported_media_type",

@@ -16,6 +16,7 @@ pub mod members;
 pub mod openapi;
 pub mod phone_numbers;
 pub mod ratelimit;
+pub mod rejection;
 pub mod twilio_webhooks;
 pub mod voice_providers;
 pub mod widget;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
             *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
             response
         })
+        .layer(middleware::from_fn(rejection::refuse_nul_in_uri))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,

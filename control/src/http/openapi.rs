@@ -6,6 +6,8 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
+mod schemas;
+
 /// Who may call an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -453,24 +455,36 @@ pub const ENDPOINTS: &[Endpoint] = &[
 pub fn document() -> Value {
     let mut paths = Map::new();
     for e in ENDPOINTS {
-        let params: Vec<Value> = e
+        let contract = schemas::contract(e.method, e.path);
+        let mut params: Vec<Value> = e
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        params.extend(contract.query.iter().map(|(name, schema)| {
+            json!({ "name": name, "in": "query", "required": false, "schema": schema })
+        }));
         let mut op = json!({
             "summary": e.summary,
             "parameters": params,
-            "responses": {
-                "200": { "description": "Success" },
-                "400": { "$ref": "#/components/responses/Error" },
-                "401": { "$ref": "#/components/responses/Error" },
-                "403": { "$ref": "#/components/responses/Error" },
-                "404": { "$ref": "#/components/responses/Error" },
-                "422": { "$ref": "#/components/responses/Error" },
-            },
+            "responses": responses(&contract),
         });
+        match &contract.request {
+            Some(schemas::Body::Json(schema)) => {
+                op["requestBody"] = json!({
+                    "required": true,
+                    "content": { "application/json": { "schema": schema } },
+                });
+            }
+            Some(schemas::Body::Form(schema)) => {
+                op["requestBody"] = json!({
+                    "required": true,
+                    "content": { "application/x-www-form-urlencoded": { "schema": schema } },
+                });
+            }
+            None => {}
+        }
         if e.access != Access::Public {
             op["security"] = json!([{ "bearer": [] }]);
             op["tags"] = json!([if e.access == Access::Admin {
@@ -492,17 +506,36 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
+            "schemas": schemas::components(),
             "responses": { "Error": {
                 "description": "An error: {\"error\":{\"code\",\"message\",\"details\"}}",
-                "content": { "application/json": { "schema": {
-                    "type": "object",
-                    "properties": { "error": { "type": "object", "properties": {
-                        "code": { "type": "string" }, "message": { "type": "string" }, "details": {}
-                    }}}
-                }}}
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
             }},
         },
     })
+}
+
+/// The success statuses with their bodies, then the errors: the shared set (400 for a
+/// body, query or path that does not parse; 401/403 for credentials; 404; 422 for
+/// invalid fields) and the endpoint's own (409, 429).
+fn responses(contract: &schemas::Contract) -> Value {
+    let mut responses = Map::new();
+    for status in contract.ok {
+        let mut success = json!({ "description": "Success" });
+        if *status != 204 {
+            let mut media = json!({});
+            if let Some(schema) = &contract.response {
+                media["schema"] = schema.clone();
+            }
+            success["content"] = json!({ contract.media_type: media });
+        }
+        responses.insert(status.to_string(), success);
+    }
+    let error = json!({ "$ref": "#/components/responses/Error" });
+    for status in [400, 401, 403, 404, 422].iter().chain(contract.errors) {
+        responses.insert(status.to_string(), error.clone());
+    }
+    Value::Object(responses)
 }
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {

@@ -7,6 +7,7 @@
 //! why and hangs up, never an HTTP error the caller would hear as a fault.
 
 use super::error::{ApiError, ApiResult};
+use super::rejection::Form;
 use crate::calls::admission::{self, NOT_IN_SERVICE};
 use crate::calls::plan::mint_stream_token;
 use crate::crypto::SealedAt;
@@ -14,7 +15,7 @@ use crate::state::AppState;
 use crate::twilio::{signature, twiml};
 use crate::util::{new_id, now_ms};
 use axum::Router;
-use axum::extract::{Form, OriginalUri, State};
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
