@@ -314,7 +314,8 @@ fn field(value: &Value, pointer: &str) -> Result<String, GatewayError> {
 
 /// Signs up, creates a workspace, `number` and an agent with `voice_provider` and
 /// `agent_config`, and activates it. With `verify_as`, that admin verifies the number, so
-/// calls to it through the platform's Twilio account route (phone scenarios need this).
+/// calls to it through the platform's Twilio account route (phone scenarios need this), and
+/// moves the workspace onto the enterprise tier, which caps no calls at once.
 pub async fn provision(
     base: &str,
     voice_provider: &str,
@@ -354,7 +355,7 @@ pub async fn provision(
     .await?;
     let number_id = field(&number, "/phone_number/id")?;
     if let Some(admin) = verify_as {
-        verify_number(&http, base, admin, &number_id).await?;
+        lift_limits(&http, base, admin, &workspace_id, &number_id).await?;
     }
     let agent = post(
         &http,
@@ -383,11 +384,13 @@ pub async fn provision(
     })
 }
 
-/// Signs in as `admin` and verifies phone number `number_id`.
-async fn verify_number(
+/// Signs in as `admin`, verifies phone number `number_id` and puts `workspace_id` on the
+/// enterprise tier.
+async fn lift_limits(
     http: &reqwest::Client,
     base: &str,
     admin: &AdminLogin,
+    workspace_id: &str,
     number_id: &str,
 ) -> Result<(), GatewayError> {
     let login = post(
@@ -408,6 +411,21 @@ async fn verify_number(
         json!({}),
     )
     .await?;
+    let url = format!("{base}/api/v1/admin/workspaces/{workspace_id}");
+    let response = http
+        .put(&url)
+        .bearer_auth(&token)
+        .json(&json!({"subscription_tier": "enterprise"}))
+        .send()
+        .await
+        .map_err(|e| err(format!("PUT {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(err(format!(
+            "PUT {url}: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        )));
+    }
     Ok(())
 }
 

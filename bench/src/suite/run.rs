@@ -191,7 +191,7 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
         GatewaySource::Spawn(bin) => {
             let bin = bin.clone();
             // Every phone scenario verifies its number as this admin; web calls need none.
-            let with_admin = config.scenario != Scenario::Webrtc;
+            let with_admin = true;
             let url = provider.url();
             let process =
                 tokio::task::spawn_blocking(move || GatewayProcess::start(&bin, &url, with_admin))
@@ -232,26 +232,30 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
     let voice_provider = if gemini.is_some() { "google" } else { "openai" };
     let number: Arc<str> = gateway::agent_number().into();
     // Calls through the platform's Twilio account route only to verified numbers.
-    let verifier = match (&config.gateway, web) {
-        (_, true) => None,
-        (GatewaySource::Spawn(_), false) => Some(gateway::AdminLogin::bench()),
-        (GatewaySource::Target { .. }, false) => {
-            Some(gateway::AdminLogin::from_env().ok_or_else(|| {
-                RunError(
-                "a --target gateway routes phone calls only to numbers a platform admin verified: \
-                 create one on it (`vocalized admin create --role admin ...`) and set \
-                 VOCALIZED_BENCH_ADMIN_EMAIL and VOCALIZED_BENCH_ADMIN_PASSWORD"
-                    .into(),
-            )
-            })?)
-        }
+    // The admin verifies the phone number (calls through the platform's Twilio account
+    // route only to verified numbers) and moves the workspace onto the enterprise tier,
+    // which has no cap on calls at once (starter's 25 would refuse the larger levels).
+    let admin = match &config.gateway {
+        GatewaySource::Spawn(_) => Some(gateway::AdminLogin::bench()),
+        GatewaySource::Target { .. } => match (gateway::AdminLogin::from_env(), web) {
+            (Some(admin), _) => Some(admin),
+            (None, true) => None,
+            (None, false) => {
+                return Err(RunError(
+                    "a --target gateway routes phone calls only to numbers a platform admin \
+                     verified: create one on it (`vocalized admin create --role admin ...`) and \
+                     set VOCALIZED_BENCH_ADMIN_EMAIL and VOCALIZED_BENCH_ADMIN_PASSWORD"
+                        .into(),
+                ));
+            }
+        },
     };
     let provisioned = gateway::provision(
         &base,
         voice_provider,
         agent_config,
         &number,
-        verifier.as_ref(),
+        admin.as_ref(),
     )
     .await
     .map_err(|e| RunError(format!("provisioning: {e}")))?;
