@@ -15,33 +15,9 @@ const NUMBER: &str = "+14155550100";
 
 /// A workspace with a live agent on NUMBER; returns (owner token, workspace id, agent id).
 async fn live_agent(app: &TestApp) -> (String, String, String) {
-    let (token, _, _) = app.signup("owner@salon.example").await;
-    let ws = app.workspace(&token, "Salon").await;
-    let n = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/phone-numbers"),
-            Some(&token),
-            json!({ "phone_number": NUMBER }),
-        )
-        .await;
-    let number_id = n.body["phone_number"]["id"].as_str().unwrap().to_owned();
-    app.verify_number(&number_id).await;
-    let a = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/agents"),
-            Some(&token),
-            json!({ "name": "Front desk", "phone_number_id": number_id,
-                    "config": { "instructions": "Be brief.", "call": { "maxCallDuration": 300 } } }),
-        )
-        .await;
-    let agent_id = a.body["agent"]["id"].as_str().unwrap().to_owned();
-    app.post(
-        &format!("/api/v1/workspaces/{ws}/agents/{agent_id}/activate"),
-        Some(&token),
-        json!({}),
-    )
-    .await;
-    (token, ws, agent_id)
+    let config = json!({ "instructions": "Be brief.", "call": { "maxCallDuration": 300 } });
+    let a = app.live_agent("owner@salon.example", NUMBER, true, config).await;
+    (a.token, a.workspace_id, a.agent_id)
 }
 
 fn voice_params(call_sid: &'static str) -> Vec<(&'static str, &'static str)> {

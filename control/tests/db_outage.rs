@@ -34,36 +34,12 @@ const CALL_MS: u64 = 61_000;
 /// The writer's memory bound in these tests: far below the 1 150 events of the outage.
 const MEMORY_EVENTS: usize = 100;
 
-/// A live agent on NUMBER; returns the workspace id.
+/// A live agent on NUMBER (verified); returns the workspace id.
 async fn live_agent(app: &TestApp) -> String {
-    let (token, _, _) = app.signup("owner@outage.example").await;
-    let ws = app.workspace(&token, "Outage").await;
-    let n = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/phone-numbers"),
-            Some(&token),
-            json!({ "phone_number": NUMBER }),
-        )
-        .await;
-    let number_id = n.body["phone_number"]["id"].as_str().unwrap().to_owned();
-    let a = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/agents"),
-            Some(&token),
-            json!({ "name": "Desk", "phone_number_id": number_id,
-                    "config": { "instructions": "Be brief." } }),
-        )
-        .await;
-    let agent_id = a.body["agent"]["id"].as_str().unwrap().to_owned();
-    let r = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/agents/{agent_id}/activate"),
-            Some(&token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    ws
+    let config = json!({ "instructions": "Be brief." });
+    app.live_agent("owner@outage.example", NUMBER, true, config)
+        .await
+        .workspace_id
 }
 
 /// Answers `count` phone calls through the webhook and the stream token; their ids.

@@ -12,38 +12,12 @@ use support::{TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TestApp};
 
 const NUMBER: &str = "+14155550177";
 
-/// A workspace with a live agent on NUMBER; returns (owner token, workspace id, number id).
+/// A workspace with a live agent on NUMBER, not yet verified; returns (owner token,
+/// workspace id, number id).
 async fn live_agent(app: &TestApp, email: &str) -> (String, String, String) {
-    let (token, _, _) = app.signup(email).await;
-    let ws = app.workspace(&token, "Squat or not").await;
-    let n = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/phone-numbers"),
-            Some(&token),
-            json!({ "phone_number": NUMBER }),
-        )
-        .await;
-    assert_eq!(n.status, StatusCode::CREATED, "{}", n.body);
-    let number_id = n.body["phone_number"]["id"].as_str().unwrap().to_owned();
-    let a = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/agents"),
-            Some(&token),
-            json!({ "name": "Desk", "phone_number_id": number_id,
-                    "config": { "instructions": "Be brief." } }),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-    let agent_id = a.body["agent"]["id"].as_str().unwrap();
-    let live = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/agents/{agent_id}/activate"),
-            Some(&token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(live.status, StatusCode::OK, "{}", live.body);
-    (token, ws, number_id)
+    let config = json!({ "instructions": "Be brief." });
+    let a = app.live_agent(email, NUMBER, false, config).await;
+    (a.token, a.workspace_id, a.number_id)
 }
 
 fn voice_params(

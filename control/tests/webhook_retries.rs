@@ -13,34 +13,9 @@ use vocalized_shared::link::{ControlLink, PlanError};
 const NUMBER: &str = "+14155550142";
 
 async fn live_agent(app: &TestApp) {
-    let (token, _, _) = app.signup("owner@retries.example").await;
-    let ws = app.workspace(&token, "Retries").await;
-    let n = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/phone-numbers"),
-            Some(&token),
-            json!({ "phone_number": NUMBER }),
-        )
+    let config = json!({ "instructions": "Be brief." });
+    app.live_agent("owner@retries.example", NUMBER, true, config)
         .await;
-    let number_id = n.body["phone_number"]["id"].as_str().unwrap().to_owned();
-    app.verify_number(&number_id).await;
-    let a = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/agents"),
-            Some(&token),
-            json!({ "name": "Desk", "phone_number_id": number_id,
-                    "config": { "instructions": "Be brief." } }),
-        )
-        .await;
-    let agent_id = a.body["agent"]["id"].as_str().unwrap();
-    let r = app
-        .post(
-            &format!("/api/v1/workspaces/{ws}/agents/{agent_id}/activate"),
-            Some(&token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
 /// Sends the voice webhook for `call_sid` and returns the stream token of its TwiML.

@@ -15,6 +15,14 @@ use vocalized_control::{AppState, ControlConfig, MasterKey};
 pub const TWILIO_ACCOUNT_SID: &str = "ACplatform0000000000000000000000";
 pub const TWILIO_AUTH_TOKEN: &str = "platform-twilio-auth-token";
 
+/// What [`TestApp::live_agent`] made.
+pub struct LiveAgent {
+    pub token: String,
+    pub workspace_id: String,
+    pub number_id: String,
+    pub agent_id: String,
+}
+
 pub struct TestApp {
     pub state: AppState,
     pub router: axum::Router,
@@ -175,6 +183,48 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "verify {number_id}: {}", r.body);
+    }
+
+    /// Signs `email` up, creates a workspace, registers `number` (verified by a platform
+    /// admin when `verified`, so platform-account calls route to it) and puts a live agent
+    /// with `config` on it.
+    pub async fn live_agent(
+        &self,
+        email: &str,
+        number: &str,
+        verified: bool,
+        config: Value,
+    ) -> LiveAgent {
+        let (token, _, _) = self.signup(email).await;
+        let workspace_id = self.workspace(&token, "Front office").await;
+        let ws = |rest: &str| format!("/api/v1/workspaces/{workspace_id}{rest}");
+        let n = self
+            .post(&ws("/phone-numbers"), Some(&token), json!({ "phone_number": number }))
+            .await;
+        assert_eq!(n.status, StatusCode::CREATED, "{}", n.body);
+        let number_id = n.body["phone_number"]["id"].as_str().unwrap().to_owned();
+        if verified {
+            self.verify_number(&number_id).await;
+        }
+        let a = self
+            .post(
+                &ws("/agents"),
+                Some(&token),
+                json!({ "name": "Front desk", "phone_number_id": number_id, "config": config }),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let agent_id = a.body["agent"]["id"].as_str().unwrap().to_owned();
+        let live = self
+            .post(&ws(&format!("/agents/{agent_id}/activate")), Some(&token), json!({}))
+            .await;
+        assert_eq!(live.status, StatusCode::OK, "{}", live.body);
+        LiveAgent {
+            token,
+            workspace_id,
+            number_id,
+            agent_id,
+        }
     }
 
     /// Creates a workspace owned by `token`'s user; returns its id.

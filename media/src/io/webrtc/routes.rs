@@ -335,7 +335,8 @@ mod tests {
         headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.1".parse().unwrap());
         let peer = Some(SocketAddr::from(([192, 0, 2, 1], 5000)));
         assert_eq!(client_ip(&headers, peer, false), "192.0.2.1");
-        assert_eq!(client_ip(&headers, peer, true), "203.0.113.9");
+        // The right-most entry is the one our proxy appended; the client wrote the rest.
+        assert_eq!(client_ip(&headers, peer, true), "10.0.0.1");
         assert_eq!(client_ip(&HeaderMap::new(), None, true), "unknown");
     }
 }
