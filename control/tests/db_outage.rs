@@ -34,12 +34,20 @@ const CALL_MS: u64 = 61_000;
 /// The writer's memory bound in these tests: far below the 1 150 events of the outage.
 const MEMORY_EVENTS: usize = 100;
 
-/// A live agent on NUMBER (verified); returns the workspace id.
+/// A live agent on NUMBER (verified), in a workspace on the enterprise tier, which caps
+/// no calls at once (50 calls are more than starter's 25); returns the workspace id.
 async fn live_agent(app: &TestApp) -> String {
     let config = json!({ "instructions": "Be brief." });
-    app.live_agent("owner@outage.example", NUMBER, true, config)
+    let ws = app
+        .live_agent("owner@outage.example", NUMBER, true, config)
         .await
-        .workspace_id
+        .workspace_id;
+    sqlx::query("UPDATE workspaces SET subscription_tier = 'enterprise' WHERE id = $1")
+        .bind(&ws)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    ws
 }
 
 /// Answers `count` phone calls through the webhook and the stream token; their ids.
