@@ -16,7 +16,9 @@ const NUMBER: &str = "+14155550100";
 /// A workspace with a live agent on NUMBER; returns (owner token, workspace id, agent id).
 async fn live_agent(app: &TestApp) -> (String, String, String) {
     let config = json!({ "instructions": "Be brief.", "call": { "maxCallDuration": 300 } });
-    let a = app.live_agent("owner@salon.example", NUMBER, true, config).await;
+    let a = app
+        .live_agent("owner@salon.example", NUMBER, true, config)
+        .await;
     (a.token, a.workspace_id, a.agent_id)
 }
 

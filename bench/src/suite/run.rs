@@ -250,15 +250,10 @@ pub async fn run_level(config: &LevelConfig) -> Result<LevelReport, RunError> {
             }
         },
     };
-    let provisioned = gateway::provision(
-        &base,
-        voice_provider,
-        agent_config,
-        &number,
-        admin.as_ref(),
-    )
-    .await
-    .map_err(|e| RunError(format!("provisioning: {e}")))?;
+    let provisioned =
+        gateway::provision(&base, voice_provider, agent_config, &number, admin.as_ref())
+            .await
+            .map_err(|e| RunError(format!("provisioning: {e}")))?;
     let widget_key: Arc<str> = provisioned.widget_key.into();
     let line: Arc<[i16]> = webrtc::caller_line().into();
     let http = reqwest::Client::new();

@@ -199,7 +199,11 @@ impl TestApp {
         let workspace_id = self.workspace(&token, "Front office").await;
         let ws = |rest: &str| format!("/api/v1/workspaces/{workspace_id}{rest}");
         let n = self
-            .post(&ws("/phone-numbers"), Some(&token), json!({ "phone_number": number }))
+            .post(
+                &ws("/phone-numbers"),
+                Some(&token),
+                json!({ "phone_number": number }),
+            )
             .await;
         assert_eq!(n.status, StatusCode::CREATED, "{}", n.body);
         let number_id = n.body["phone_number"]["id"].as_str().unwrap().to_owned();
@@ -216,7 +220,11 @@ impl TestApp {
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
         let agent_id = a.body["agent"]["id"].as_str().unwrap().to_owned();
         let live = self
-            .post(&ws(&format!("/agents/{agent_id}/activate")), Some(&token), json!({}))
+            .post(
+                &ws(&format!("/agents/{agent_id}/activate")),
+                Some(&token),
+                json!({}),
+            )
             .await;
         assert_eq!(live.status, StatusCode::OK, "{}", live.body);
         LiveAgent {
