@@ -608,6 +608,14 @@ async fn admin_matrix(app: TestApp) {
     .execute(&app.state.db.pool)
     .await
     .unwrap();
+    sqlx::query(
+        "INSERT INTO phone_numbers (id, workspace_id, phone_number, created_at, updated_at)
+         VALUES ('pn_matrix', $1, '+14155550177', 0, 0)",
+    )
+    .bind(&ws)
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
     // (method, path, body, least role: 0 support, 1 admin, 2 super_admin, success)
     let endpoints: Vec<(&str, String, Option<Value>, u8, StatusCode)> = vec![
         (
@@ -706,6 +714,20 @@ async fn admin_matrix(app: TestApp) {
             "/api/v1/admin/providers/costs".into(),
             None,
             0,
+            StatusCode::OK,
+        ),
+        (
+            "GET",
+            "/api/v1/admin/phone-numbers".into(),
+            None,
+            0,
+            StatusCode::OK,
+        ),
+        (
+            "POST",
+            "/api/v1/admin/phone-numbers/pn_matrix/verify".into(),
+            None,
+            1,
             StatusCode::OK,
         ),
         (
